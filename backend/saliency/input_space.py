@@ -1,0 +1,48 @@
+"""Input-space saliency (the paper's eq. 3): which pixels drive the sample's most salient filters."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layout import FilterLayout
+from .profile import SaliencyRecorder, eval_mode, logits_of, model_device_dtype
+from .stats import SaliencyStats
+
+
+def input_saliency(
+    model: nn.Module,
+    image: torch.Tensor,
+    label: int | torch.Tensor,
+    stats: SaliencyStats,
+    top_k: int = 10,
+    boost: float = 100.0,
+    *,
+    layout: FilterLayout | None = None,
+) -> torch.Tensor:
+    """``[H, W] >= 0``: ``max_c |d cos_distance(s(x), s_boosted) / dx_c|``.
+
+    ``s(x)`` is the standardized saliency profile of ``image`` ``[C, H, W]`` and ``s_boosted`` a constant
+    copy with its ``top_k`` largest entries multiplied by ``boost``: pixels whose change would make the
+    profile point further towards its own most salient filters get large values.
+    """
+    layout = layout or FilterLayout.from_model(model)
+    if not 1 <= top_k <= layout.num_filters:
+        raise ValueError(f"top_k must be in [1, {layout.num_filters}], got {top_k}")
+    if not boost > 0:
+        raise ValueError(f"boost must be > 0, got {boost}")
+    if image.dim() != 3:
+        raise ValueError(f"expected one image [C, H, W], got shape {tuple(image.shape)}")
+    device, dtype = model_device_dtype(model)
+    target = torch.as_tensor(label, device=device).reshape(1)
+    with eval_mode(model), SaliencyRecorder(model, layout, differentiable=True) as recorder:
+        x = recorder.track_input(image[None].to(device=device, dtype=dtype))
+        loss = F.cross_entropy(logits_of(model(x)), target, reduction="sum")
+        torch.autograd.grad(loss, x, create_graph=True)
+        profile = stats.standardize(recorder.profile(1)[0])
+        boosted = profile.detach().clone()
+        boosted[boosted.topk(top_k).indices] *= boost
+        distance = 1 - F.cosine_similarity(profile, boosted, dim=0)
+        (grad,) = torch.autograd.grad(distance, x)
+    return grad[0].abs().amax(dim=0).to(image.device)

@@ -1,0 +1,240 @@
+"""Exact per-sample parameter saliency: the mean of |dL_n/dW| over each conv filter, batched.
+
+For a conv layer, sample n's weight gradient is ``G_n @ unfold(X_n)^T`` (per group), where ``X_n`` is the
+layer's input and ``G_n`` the gradient of sample n's loss w.r.t. the layer's output. A forward hook keeps
+``X``; a hook on the output tensor receives ``G`` during a backward pass that computes no weight gradient at
+all (we differentiate w.r.t. the input only). Each layer's per-sample gradients are then formed in small
+tiles and reduced to ``[B, Cout]`` while the tile is still in cache, so memory stays at one training step's.
+
+In eval mode the samples of a batch do not interact, so the gradient of the summed loss w.r.t. ``X_n``'s
+layer output is exactly sample n's own gradient.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .layout import FilterLayout, LayerSpan
+
+# Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
+# them back would cost more than the matmul itself. Tiles of this size stay in a CPU core's L2 cache.
+_CPU_TILE_BYTES = 1 << 20
+_GPU_TILE_BYTES = 1 << 28
+
+ProgressFn = Callable[[int, int], None]
+
+
+def filter_saliency(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    batch_size: int = 64,
+    layout: FilterLayout | None = None,
+    progress: ProgressFn | None = None,
+) -> torch.Tensor:
+    """Per-sample mean ``|d CrossEntropy(model(x_n), y_n) / dW|`` for every conv filter, model in eval mode.
+
+    Returns ``[N, layout.num_filters]`` on ``images``' device: float64 if the model computes in float64,
+    float32 otherwise. Work runs on the model's device in micro-batches of ``batch_size``. The model is left
+    exactly as found (train/eval flags, hooks, ``requires_grad``, ``.grad``), also when this raises.
+    ``progress(done, total)`` is called after each micro-batch.
+    """
+    layout = layout or FilterLayout.from_model(model)
+    if images.dim() < 2 or labels.dim() != 1 or images.shape[0] != labels.shape[0]:
+        raise ValueError(f"need images [N, ...] and labels [N]; got {tuple(images.shape)} and {tuple(labels.shape)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device, dtype = model_device_dtype(model)
+    out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    total = images.shape[0]
+    result = torch.empty(total, layout.num_filters, dtype=out_dtype, device=images.device)
+    with eval_mode(model):
+        for start in range(0, total, batch_size):
+            x = images[start : start + batch_size].to(device=device, dtype=dtype)
+            y = labels[start : start + batch_size].to(device=device)
+            with SaliencyRecorder(model, layout, differentiable=False) as recorder:
+                loss = F.cross_entropy(logits_of(model(recorder.track_input(x))), y, reduction="sum")
+                torch.autograd.grad(loss, recorder.input)
+            result[start : start + batch_size] = recorder.profile(x.shape[0]).to(result.device, out_dtype)
+            if progress is not None:
+                progress(min(start + batch_size, total), total)
+    return result
+
+
+class SaliencyRecorder:
+    """Hooks a model's convs to turn one backward pass into per-sample filter saliency.
+
+    ``differentiable=True`` keeps the graph so the profile itself can be differentiated (input-space
+    saliency); then the backward must run with ``create_graph=True``.
+    """
+
+    def __init__(self, model: nn.Module, layout: FilterLayout, *, differentiable: bool):
+        self.model = model
+        self.layout = layout
+        self.differentiable = differentiable
+        names = {span.name: span for span in layout.spans}
+        params = dict(model.named_parameters())
+        missing = [name for name in names if name not in params]
+        if missing:
+            raise ValueError(f"layout does not match the model: no parameter {missing[0]!r}")
+        self._span_of = {id(params[name]): span for name, span in names.items()}
+        self._convs = [
+            m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m.weight) in self._span_of
+        ]
+        for conv in self._convs:
+            if type(conv).forward is not nn.Conv2d.forward or type(conv)._conv_forward is not nn.Conv2d._conv_forward:
+                raise ValueError(
+                    f"{type(conv).__name__} overrides Conv2d.forward, so its weight gradient cannot be formed "
+                    "from its input and output; only plain nn.Conv2d layers are supported"
+                )
+        self._uses: dict[int, int] = {}
+        self._parts: dict[LayerSpan, torch.Tensor] = {}
+        self._reused: dict[LayerSpan, torch.Tensor] = {}
+        self._handles: list = []
+        self.input: torch.Tensor | None = None
+
+    def __enter__(self) -> "SaliencyRecorder":
+        try:
+            for conv in self._convs:
+                self._handles.append(conv.register_forward_hook(self._on_forward))
+        except BaseException:
+            self._remove_hooks()
+            raise
+        self._grad_mode = torch.enable_grad()
+        self._grad_mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._grad_mode.__exit__(*exc)
+        self._remove_hooks()
+
+    def _remove_hooks(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+
+    def track_input(self, x: torch.Tensor) -> torch.Tensor:
+        """A leaf copy of ``x`` that requires grad: the backward target that reaches every conv output."""
+        self.input = x.detach().requires_grad_(True)
+        return self.input
+
+    def _on_forward(self, conv: nn.Conv2d, args: tuple, output: torch.Tensor) -> None:
+        if not output.requires_grad:
+            return
+        x = args[0]
+        key = id(conv.weight)
+        self._uses[key] = self._uses.get(key, 0) + 1
+        output.register_hook(functools.partial(self._on_output_grad, conv, x, x._version))
+
+    def _on_output_grad(self, conv: nn.Conv2d, x: torch.Tensor, version: int, grad: torch.Tensor) -> None:
+        span = self._span_of[id(conv.weight)]
+        if x._version != version:
+            raise RuntimeError(
+                f"the input of {span.name} was modified in place after the conv ran; "
+                "its weight gradient can no longer be formed"
+            )
+        if not self.differentiable:
+            grad = grad.detach()
+        if self._uses[id(conv.weight)] > 1:  # the weight's gradient sums over uses: reduce only at the end
+            full = per_sample_weight_grads(conv, x, grad)
+            previous = self._reused.get(span)
+            self._reused[span] = full if previous is None else previous + full
+            return
+        part = per_sample_abs_mean(conv, x, grad, differentiable=self.differentiable)
+        previous = self._parts.get(span)
+        self._parts[span] = part if previous is None else previous + part
+
+    def profile(self, batch: int) -> torch.Tensor:
+        """``[batch, num_filters]`` raw saliency; filters whose output never got a gradient are 0."""
+        for span, full in self._reused.items():
+            self._parts[span] = full.abs().mean(dim=2)
+        self._reused.clear()
+        ref = next(iter(self._parts.values()), None)
+        kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
+        pieces = [
+            self._parts.get(span, torch.zeros(batch, span.num_filters, **kwargs)) for span in self.layout.spans
+        ]
+        return torch.cat(pieces, dim=1)
+
+
+def per_sample_abs_mean(
+    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, *, differentiable: bool = False
+) -> torch.Tensor:
+    """``[B, Cout]``: mean over each filter's weights of |sample n's weight gradient|, tile by tile."""
+    fan_in = conv.weight[0].numel()
+    if differentiable:
+        return torch.cat([tile.abs().sum(dim=2) for _, tile in _weight_grad_tiles(conv, x, grad)]) / fan_in
+    out = torch.empty(x.shape[0], grad.shape[1], device=grad.device, dtype=grad.dtype)
+    for start, tile in _weight_grad_tiles(conv, x, grad):
+        torch.linalg.vector_norm(tile, ord=1, dim=2, out=out[start : start + tile.shape[0]])
+    return out.div_(fan_in)
+
+
+def per_sample_weight_grads(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """``[B, Cout, Cin/groups * kh * kw]``: every sample's full weight gradient (for weights used twice)."""
+    return torch.cat([tile for _, tile in _weight_grad_tiles(conv, x, grad)])
+
+
+def _weight_grad_tiles(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yields ``(first_sample, [c, Cout, K])`` per-sample weight gradients, a few samples at a time."""
+    x, padding = _explicit_padding(conv, x)
+    batch, cin = x.shape[:2]
+    cout, groups = grad.shape[1], conv.groups
+    kh, kw = conv.kernel_size
+    fan_in = cin // groups * kh * kw
+    positions = grad.shape[2] * grad.shape[3]
+    per_sample_bytes = (cin * kh * kw * positions + cout * fan_in) * x.element_size()
+    budget = _GPU_TILE_BYTES if x.is_cuda else _CPU_TILE_BYTES
+    step = max(1, min(batch, budget // per_sample_bytes))
+    for start in range(0, batch, step):
+        c = min(step, batch - start)
+        cols = F.unfold(x[start : start + c], (kh, kw), dilation=conv.dilation, padding=padding, stride=conv.stride)
+        cols = cols.view(c * groups, fan_in, positions)
+        g = grad[start : start + c].reshape(c * groups, cout // groups, positions)
+        yield start, torch.bmm(g, cols.transpose(1, 2)).view(c, cout, fan_in)
+
+
+def _explicit_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """The conv's padding as unfold needs it: numeric, or applied to ``x`` (string or non-zero modes)."""
+    if conv.padding_mode == "zeros" and not isinstance(conv.padding, str):
+        return x, tuple(conv.padding)
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    return F.pad(x, conv._reversed_padding_repeated_twice, mode=mode), (0, 0)
+
+
+def logits_of(output) -> torch.Tensor:
+    """The logits tensor of a model's output (plain tensor, ``.logits``, or first element of a tuple)."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if hasattr(output, "logits"):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
+
+
+def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Device and floating dtype of the model's first parameter (where its inputs must go)."""
+    for param in model.parameters():
+        return param.device, param.dtype if param.is_floating_point() else torch.float32
+    raise ValueError("the model has no parameters")
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """Eval mode for the duration, then every module's own train/eval flag restored."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        with torch.inference_mode(False):
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training

@@ -1,0 +1,81 @@
+"""Per-image views, mounted under both /api/samples/{sample_id} and /api/uploads/{upload_id}."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+
+from ..deps import get_service
+from ..schemas import DetailOut, FilterOut, NeighborOut, ProfileOut, PruneIn, PruneOut
+from ..service import Invalid, Service, Subject
+
+PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
+LAYERS_PATTERN = r"^\d{1,6}:\d{1,6}$"
+
+
+def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], noun: str) -> None:
+    """Registers detail, image, filters, profile, input-saliency, neighbors and prune for one id kind."""
+
+    @router.get(prefix, response_model=DetailOut, summary=f"{noun}: label, prediction, probabilities, loss")
+    def detail(s: Subject = Depends(subject), service: Service = Depends(get_service)) -> dict:
+        return service.detail(s)
+
+    @router.get(f"{prefix}/image.png", response_class=Response, responses=PNG, summary=f"the {noun} as the model sees it")
+    def image(s: Subject = Depends(subject), service: Service = Depends(get_service)) -> Response:
+        return Response(service.image_png(s), media_type="image/png")
+
+    @router.get(f"{prefix}/filters", response_model=list[FilterOut], summary="most salient filters first (by z)")
+    def filters(
+        s: Subject = Depends(subject),
+        top: int = Query(20, ge=1, description="how many filters (at most the model's filter count)"),
+        service: Service = Depends(get_service),
+    ) -> list[dict]:
+        return service.top_filters(s, top)
+
+    @router.get(f"{prefix}/profile", response_model=ProfileOut, summary="standardized saliency of every filter")
+    def profile(s: Subject = Depends(subject), service: Service = Depends(get_service)) -> dict:
+        return service.profile(s)
+
+    @router.get(
+        f"{prefix}/input-saliency.png",
+        response_class=Response,
+        responses=PNG,
+        summary="pixels that drive the most salient filters (90th-percentile threshold, 3x3 blur, overlay)",
+    )
+    async def input_saliency(
+        s: Subject = Depends(subject),
+        top_k: int = Query(10, ge=1, description="salient filters boosted (at most the model's filter count)"),
+        boost: float = Query(100.0, gt=0, le=1e6, description="factor applied to the top_k entries"),
+        service: Service = Depends(get_service),
+    ) -> Response:
+        return Response(await service.input_saliency_png(s, top_k, boost), media_type="image/png")
+
+    @router.get(f"{prefix}/neighbors", response_model=list[NeighborOut], summary="nearest dataset samples")
+    def neighbors(
+        s: Subject = Depends(subject),
+        k: int = Query(10, ge=1, le=1000, description="how many neighbours"),
+        layers: str | None = Query(
+            None, pattern=LAYERS_PATTERN, description="layer range START:STOP (0 <= START < STOP <= num_layers)"
+        ),
+        space: Literal["saliency", "feature"] = Query("saliency", description="profile or penultimate features"),
+        misclassified_only: bool = Query(False, description="only neighbours the model gets wrong"),
+        service: Service = Depends(get_service),
+    ) -> list[dict]:
+        return service.neighbors(s, k, _parse_layers(layers), space, misclassified_only)
+
+    @router.post(f"{prefix}/prune", response_model=PruneOut, summary="before/after prediction with filters switched off")
+    async def prune(
+        s: Subject = Depends(subject), body: PruneIn = Body(...), service: Service = Depends(get_service)
+    ) -> dict:
+        return await service.prune(s, body.filters, body.top_k, body.mode, body.seed, body.neighbors)
+
+
+def _parse_layers(layers: str | None) -> tuple[int, int] | None:
+    if layers is None:
+        return None
+    start, stop = (int(part) for part in layers.split(":"))
+    if start >= stop:
+        raise Invalid(f"layers must be START:STOP with START < STOP, got {layers}")
+    return start, stop

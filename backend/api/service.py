@@ -1,0 +1,342 @@
+"""What the routes do, without HTTP: samples and uploads as "subjects", their views, and the model work.
+
+All model work is submitted to the one ``ComputeWorker``; cheap reads (memory-mapped profiles, the FAISS
+index) run directly in the request's thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from backend.errors import PSSError
+from backend.render import overlay, png_bytes
+from backend.saliency import filter_saliency, input_saliency, prune_filters
+
+from .cache import TTLCache
+from .images import UploadRejected, decode_upload
+from .settings import Settings
+from .worker import ComputeWorker
+
+log = logging.getLogger(__name__)
+
+DISPLAY_SIZE = 224  # small images (28x28 Fashion-MNIST) are enlarged to this for display
+UPLOAD_ID_BITS = 52  # ids stay exact as JavaScript numbers and cannot be guessed
+
+
+class NotFound(Exception):
+    """Answered 404."""
+
+
+class Invalid(Exception):
+    """Answered 422: the message names the allowed range."""
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A dataset sample or an upload: what every per-image view needs."""
+
+    kind: Literal["sample", "upload"]
+    id: int
+    label: int | None
+    saliency_label: int
+    pred: int
+    probs: np.ndarray
+    loss: float | None
+    raw: np.ndarray
+    z: np.ndarray
+    image: torch.Tensor | None = None  # uploads only; samples read theirs from the dataset
+    display: np.ndarray | None = None
+    features: np.ndarray | None = None
+
+
+class Service:
+    def __init__(self, settings: Settings, artifacts, model: torch.nn.Module, dataset, device: torch.device):
+        self.settings = settings
+        self.artifacts = artifacts
+        self.model = model
+        self.dataset = dataset
+        self.device = device
+        self.layout = artifacts.layout
+        self.stats = artifacts.stats
+        self.class_names = list(artifacts.class_names)
+        self.num_samples = int(artifacts.num_samples)
+        self.num_filters = int(self.layout.num_filters)
+        self.num_layers = len(self.layout.spans)
+        self.labels = np.asarray(artifacts.labels, dtype=np.int64)
+        self.preds = np.asarray(artifacts.preds, dtype=np.int64)
+        self.probs = np.asarray(artifacts.probs, dtype=np.float32)
+        self.losses = np.asarray(artifacts.loss, dtype=np.float32)
+        self.confidence = self.probs[np.arange(self.num_samples), self.preds]
+        self.weights_sha256 = artifacts.manifest.get("model", {}).get("weights_sha256", "")
+        self.worker = ComputeWorker(settings.queue_size)
+        self.results = TTLCache(settings.result_cache_size, settings.result_ttl_s)
+        self.uploads = TTLCache(settings.upload_cache_size, settings.upload_ttl_s)
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def warm_up(self) -> None:
+        """One forward and one profile on the worker, so the first real request pays no start-up cost."""
+        image, label = self.dataset[0]
+        self.worker.call(self._profile_job, image, label)
+        self.ready.set()
+
+    def close(self) -> None:
+        self.worker.stop()
+
+    # ------------------------------------------------------------------------------------- subjects
+    def sample(self, sample_id: int) -> Subject:
+        if not 0 <= sample_id < self.num_samples:
+            raise NotFound(f"no sample {sample_id}: ids are 0..{self.num_samples - 1}")
+        label = int(self.labels[sample_id])
+        return Subject(
+            kind="sample",
+            id=sample_id,
+            label=label,
+            saliency_label=label,
+            pred=int(self.preds[sample_id]),
+            probs=self.probs[sample_id],
+            loss=float(self.losses[sample_id]),
+            raw=np.asarray(self.artifacts.profiles_raw[sample_id]),
+            z=np.asarray(self.artifacts.profiles_std[sample_id]),
+        )
+
+    def upload(self, upload_id: int) -> Subject:
+        subject = self.uploads.get(upload_id)
+        if subject is None:
+            raise NotFound(f"no upload {upload_id}: unknown, or expired (uploads are kept for a limited time)")
+        return subject
+
+    def decode(self, data: bytes) -> tuple[torch.Tensor, np.ndarray]:
+        """Upload bytes -> (model input, display image); CPU work done in the request's thread."""
+        from backend.data import preprocess_upload
+
+        image = decode_upload(data, self.settings.max_upload_pixels)
+        try:
+            return preprocess_upload(image, self.artifacts.model_spec)
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise UploadRejected(422, f"the image cannot be converted: {str(exc).splitlines()[0][:200]}")
+
+    async def add_upload(self, tensor: torch.Tensor, display: np.ndarray, label: int | None) -> Subject:
+        if label is not None and not 0 <= label < len(self.class_names):
+            raise Invalid(f"label must be in [0, {len(self.class_names) - 1}], got {label}")
+        logits, raw, features = await self.worker.run(self._upload_job, tensor, label)
+        probs = torch.softmax(logits.double(), dim=0).float().numpy()
+        pred = int(logits.argmax())
+        saliency_label = pred if label is None else label
+        loss = None if label is None else float(F.cross_entropy(logits[None].double(), torch.tensor([label])))
+        subject = Subject(
+            kind="upload",
+            id=secrets.randbits(UPLOAD_ID_BITS),
+            label=label,
+            saliency_label=saliency_label,
+            pred=pred,
+            probs=probs,
+            loss=loss,
+            raw=raw,
+            z=self.stats.standardize(raw),
+            image=tensor,
+            display=display,
+            features=features,
+        )
+        self.uploads.put(subject.id, subject)
+        return subject
+
+    # ---------------------------------------------------------------------------------------- views
+    def detail(self, s: Subject) -> dict:
+        return {
+            "id": s.id,
+            "label": s.label,
+            "pred": s.pred,
+            "probs": s.probs.tolist(),
+            "loss": s.loss,
+            "correct": None if s.label is None else s.label == s.pred,
+            "saliency_label": s.saliency_label,
+            "label_name": None if s.label is None else self.class_names[s.label],
+            "pred_name": self.class_names[s.pred],
+            "class_names": self.class_names,
+        }
+
+    def layers(self) -> list[dict]:
+        return [{"index": i, "name": n, "start": a, "stop": b} for i, (n, a, b) in enumerate(self.layout.layers)]
+
+    def top_filters(self, s: Subject, top: int) -> list[dict]:
+        self._check_range("top", top, 1, self.num_filters)
+        order = np.argsort(-s.z, kind="stable")[:top]
+        out = []
+        for f in order.tolist():
+            layer = self.layout.layer_of(f)
+            name, channel = self.layout.locate(f)
+            out.append(
+                {"filter": f, "layer": name, "layer_index": layer, "channel": channel, "z": float(s.z[f]), "raw": float(s.raw[f])}
+            )
+        return out
+
+    def profile(self, s: Subject) -> dict:
+        return {"id": s.id, "z": s.z.astype(np.float64).tolist(), "layers": self.layers()}
+
+    def image_png(self, s: Subject) -> bytes:
+        key = ("image", s.kind, s.id)
+        png = self.results.get(key)
+        if png is None:
+            png = png_bytes(self._display(s), upscale_to=DISPLAY_SIZE)
+            self.results.put(key, png)
+        return png
+
+    async def input_saliency_png(self, s: Subject, top_k: int, boost: float) -> bytes:
+        self._check_range("top_k", top_k, 1, self.num_filters)
+        key = ("input-saliency", s.kind, s.id, top_k, boost)
+        png = self.results.get(key)
+        if png is None:
+            png = await self.worker.run(self._input_saliency_job, s, top_k, boost)
+            self.results.put(key, png)
+        return png
+
+    def neighbors(
+        self, s: Subject, k: int, layers: tuple[int, int] | None, space: str, misclassified_only: bool
+    ) -> list[dict]:
+        self._check_range("k", k, 1, self.num_samples - (s.kind == "sample"))
+        if layers is not None:
+            start, stop = layers
+            if not 0 <= start < stop <= self.num_layers:
+                raise Invalid(
+                    f"layers must be START:STOP with 0 <= START < STOP <= {self.num_layers}, got {start}:{stop}"
+                )
+        if s.kind == "sample":
+            query = s.id
+        else:
+            query = s.z if space == "saliency" else s.features
+        hits = self.artifacts.neighbors(query, k=k, layers=layers, space=space, misclassified_only=misclassified_only)
+        return [
+            {"id": int(h["id"]), "score": float(h["score"]), "label": int(self.labels[h["id"]]), "pred": int(self.preds[h["id"]])}
+            for h in hits
+        ]
+
+    async def prune(self, s: Subject, filters: list[int] | None, top_k: int | None, mode: str, seed: int,
+                    neighbors: int | None) -> dict:
+        chosen = self._choose_filters(s, filters, top_k, mode, seed)
+        k = self.settings.prune_neighbors if neighbors is None else neighbors
+        k = min(k, self.num_samples - (s.kind == "sample"))
+        key = ("prune", s.kind, s.id, tuple(chosen), k)
+        result = self.results.get(key)
+        if result is None:
+            ids = [h["id"] for h in self.neighbors(s, k, None, "saliency", False)] if k else []
+            before, after = await self.worker.run(self._prune_job, s, ids, chosen)
+            result = {
+                "filters": chosen,
+                "before": before[0],
+                "after": after[0],
+                "neighbors": [
+                    {"id": i, "label": int(self.labels[i]), "before": b, "after": a}
+                    for i, b, a in zip(ids, before[1:], after[1:])
+                ],
+            }
+            self.results.put(key, result)
+        return result
+
+    def list_samples(self, correct: bool | None, true_class: int | None, pred_class: int | None,
+                     offset: int, limit: int, sort: str) -> dict:
+        for name, value in (("true_class", true_class), ("pred_class", pred_class)):
+            if value is not None:
+                self._check_range(name, value, 0, len(self.class_names) - 1)
+        mask = np.ones(self.num_samples, dtype=bool)
+        if correct is not None:
+            mask &= (self.labels == self.preds) == correct
+        if true_class is not None:
+            mask &= self.labels == true_class
+        if pred_class is not None:
+            mask &= self.preds == pred_class
+        ids = np.flatnonzero(mask)
+        if sort == "loss":
+            ids = ids[np.argsort(-self.losses[ids], kind="stable")]
+        elif sort == "confidence":
+            ids = ids[np.argsort(-self.confidence[ids], kind="stable")]
+        page = ids[offset : offset + limit]
+        items = [
+            {"id": int(i), "label": int(self.labels[i]), "pred": int(self.preds[i]), "confidence": float(self.confidence[i])}
+            for i in page
+        ]
+        return {"total": int(ids.size), "offset": offset, "limit": limit, "items": items}
+
+    def info(self) -> dict:
+        return {
+            "model": self.artifacts.model_spec,
+            "dataset": self.artifacts.data_spec,
+            "device": str(self.device),
+            "num_samples": self.num_samples,
+            "num_filters": self.num_filters,
+            "num_layers": self.num_layers,
+            "accuracy": float(np.mean(self.labels == self.preds)),
+            "classes": self.class_names,
+            "layers": self.layers(),
+            "weights_sha256": self.weights_sha256,
+        }
+
+    # ------------------------------------------------------------------------------------- helpers
+    def _check_range(self, name: str, value: int, low: int, high: int) -> None:
+        if not low <= value <= high:
+            raise Invalid(f"{name} must be in [{low}, {high}], got {value}")
+
+    def _choose_filters(self, s: Subject, filters: list[int] | None, top_k: int | None, mode: str, seed: int) -> list[int]:
+        if filters is not None:
+            bad = [f for f in filters if not 0 <= f < self.num_filters]
+            if bad:
+                raise Invalid(f"filter ids must be in [0, {self.num_filters - 1}], got {bad[0]}")
+            return sorted(set(filters))
+        self._check_range("top_k", top_k, 1, self.num_filters)
+        if mode == "salient":
+            chosen = np.argsort(-s.z, kind="stable")[:top_k]
+        elif mode == "least":
+            chosen = np.argsort(s.z, kind="stable")[:top_k]
+        else:
+            chosen = np.random.default_rng(seed).choice(self.num_filters, size=top_k, replace=False)
+        return sorted(int(f) for f in chosen)
+
+    def _display(self, s: Subject) -> np.ndarray:
+        return s.display if s.display is not None else self.dataset.display_image(s.id)
+
+    def _image(self, s: Subject) -> torch.Tensor:
+        return s.image if s.image is not None else self.dataset[s.id][0]
+
+    # --------------------------------------------------------------------- jobs (worker thread only)
+    def _profile_job(self, image: torch.Tensor, label: int) -> np.ndarray:
+        raw = filter_saliency(self.model, image[None], torch.tensor([label]), layout=self.layout)
+        return raw[0].numpy()
+
+    def _upload_job(self, image: torch.Tensor, label: int | None):
+        with torch.no_grad():
+            x = image[None].to(self.device)
+            logits = self.model(x)[0].float().cpu()
+            features = self._features(x)
+        saliency_label = int(logits.argmax()) if label is None else label
+        return logits, self._profile_job(image, saliency_label), features
+
+    def _features(self, x: torch.Tensor) -> np.ndarray | None:
+        extract = getattr(self.artifacts, "extract_features", None)
+        return None if extract is None else np.asarray(extract(self.model, x))[0]
+
+    def _input_saliency_job(self, s: Subject, top_k: int, boost: float) -> bytes:
+        heat = input_saliency(
+            self.model, self._image(s), s.saliency_label, self.stats, top_k=top_k, boost=boost, layout=self.layout
+        )
+        return png_bytes(overlay(self._display(s), heat.detach().cpu().numpy()), upscale_to=DISPLAY_SIZE)
+
+    def _prune_job(self, s: Subject, neighbor_ids: list[int], filters: list[int]):
+        images = torch.stack([self._image(s)] + [self.dataset[i][0] for i in neighbor_ids]).to(self.device)
+        with torch.no_grad():
+            before = self._predictions(self.model(images))
+            with prune_filters(self.model, filters, layout=self.layout):
+                after = self._predictions(self.model(images))
+        return before, after
+
+    @staticmethod
+    def _predictions(logits: torch.Tensor) -> list[dict]:
+        probs = torch.softmax(logits.double(), dim=1).float().cpu()
+        return [{"pred": int(p.argmax()), "probs": p.tolist()} for p in probs]

@@ -1,0 +1,32 @@
+"""Start the Dash dashboard against a running backend (`pss serve`).
+
+Example: pss ui --backend http://127.0.0.1:8000 --port 8050
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--backend", required=True, help="base URL of the backend, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050)")
+    parser.add_argument("--dev", action="store_true", help="Dash debug mode (error overlay, dev tools); never for shared use")
+
+
+def run(args) -> int:
+    from backend.errors import PSSError
+
+    from app.client import BackendClient, BackendError
+    from app.main import create_dash_app
+
+    if not args.backend.startswith(("http://", "https://")):
+        raise PSSError(f"--backend must be an http(s) URL, got {args.backend!r}")
+    client = BackendClient(args.backend)
+    try:
+        client.health()
+    except BackendError as exc:
+        print(f"warning: {exc.message}; the dashboard will say so until the backend is up")
+    app = create_dash_app(args.backend, client=client)
+    print(f"Dashboard: http://{args.host}:{args.port}/", flush=True)
+    app.run(host=args.host, port=args.port, debug=args.dev, use_reloader=False)
+    return 0

@@ -1,0 +1,229 @@
+"""The only place in the UI that speaks HTTP: typed calls to the backend's /api routes.
+
+Every failure (4xx/5xx answer, refused connection, timeout, malformed JSON) becomes one ``BackendError``
+with a readable message, so callbacks can show it next to the control that caused it instead of crashing.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Literal, TypedDict
+
+import httpx
+
+Kind = Literal["samples", "uploads"]
+
+
+class BackendError(Exception):
+    """The backend refused or could not answer; ``status`` is the HTTP code (None: no answer at all)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A sample of the dataset (``kind="samples"``) or an uploaded image (``kind="uploads"``)."""
+
+    kind: Kind
+    id: str
+
+    @property
+    def path(self) -> str:
+        return f"/api/{self.kind}/{self.id}"
+
+
+class SampleItem(TypedDict):
+    id: int
+    label: int
+    pred: int
+    confidence: float
+
+
+class SamplePage(TypedDict):
+    total: int
+    items: list[SampleItem]
+
+
+class Filter(TypedDict):
+    filter: int
+    layer: str
+    channel: int
+    z: float
+    raw: float
+
+
+class Neighbor(TypedDict):
+    id: int
+    score: float
+    label: int
+    pred: int
+
+
+def _detail(response: httpx.Response) -> str:
+    """FastAPI's ``{"detail": ...}`` as one line (422 answers carry a list of field errors)."""
+    try:
+        detail = response.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):
+        parts = []
+        for item in detail:
+            if isinstance(item, dict):
+                where = ".".join(str(p) for p in item.get("loc", []) if p not in ("query", "body", "path"))
+                parts.append(f"{where}: {item.get('msg', '')}" if where else str(item.get("msg", "")))
+            else:
+                parts.append(str(item))
+        detail = "; ".join(parts)
+    if not detail:
+        detail = response.reason_phrase or "error"
+    return str(detail)
+
+
+class BackendClient:
+    """Typed methods for every backend route. Thread-safe (one pooled ``httpx.Client``)."""
+
+    def __init__(self, base_url: str, timeout: float = 10.0, slow_timeout: float = 60.0):
+        self.base_url = base_url.rstrip("/")
+        self.slow_timeout = slow_timeout
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=3.0))
+        self._info: tuple[float, dict] | None = None
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, *, timeout: float | None = None, **kwargs) -> httpx.Response:
+        if timeout is not None:
+            kwargs["timeout"] = httpx.Timeout(timeout, connect=3.0)
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise BackendError(f"the backend did not answer in time ({method} {path})", 504) from None
+        except httpx.HTTPError as exc:
+            raise BackendError(f"cannot reach the backend at {self.base_url} ({type(exc).__name__})", None) from None
+        if response.status_code >= 400:
+            message = _detail(response)
+            if response.status_code == 503:
+                retry = response.headers.get("Retry-After")
+                message = f"the backend is busy: {message}" + (f" (retry in {retry} s)" if retry else "")
+            raise BackendError(message, response.status_code)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs) -> Any:
+        response = self._request(method, path, **kwargs)
+        try:
+            return response.json()
+        except ValueError:
+            raise BackendError(f"the backend sent malformed JSON for {path}", response.status_code) from None
+
+    def _png(self, path: str, **kwargs) -> bytes:
+        response = self._request("GET", path, **kwargs)
+        if not response.headers.get("content-type", "").startswith("image/"):
+            raise BackendError(f"the backend sent no image for {path}", response.status_code)
+        return response.content
+
+    # -- dataset-level routes ---------------------------------------------------------------------
+
+    def health(self) -> dict:
+        return self._json("GET", "/api/health")
+
+    def info(self, max_age: float = 60.0) -> dict:
+        """Model, dataset, accuracy, class names and layers; cached briefly since it never changes."""
+        with self._lock:
+            if self._info is not None and time.monotonic() - self._info[0] < max_age:
+                return self._info[1]
+        info = self._json("GET", "/api/info")
+        with self._lock:
+            self._info = (time.monotonic(), info)
+        return info
+
+    def summary(self) -> dict:
+        """Dataset-wide aggregates for the overview (confusion matrix, average profiles)."""
+        return self._json("GET", "/api/summary", timeout=self.slow_timeout)
+
+    def samples(
+        self,
+        *,
+        correct: bool | None = None,
+        true_class: int | None = None,
+        pred_class: int | None = None,
+        sort: Literal["id", "loss", "confidence"] = "id",
+        offset: int = 0,
+        limit: int = 50,
+    ) -> SamplePage:
+        """One page of the listing; ``sort`` by loss or confidence puts the highest first."""
+        params: dict[str, Any] = {"offset": offset, "limit": limit, "sort": sort}
+        if correct is not None:
+            params["correct"] = "true" if correct else "false"
+        if true_class is not None:
+            params["true_class"] = true_class
+        if pred_class is not None:
+            params["pred_class"] = pred_class
+        return self._json("GET", "/api/samples", params=params)
+
+    # -- per-sample routes (dataset samples and uploads alike) ------------------------------------
+
+    def sample(self, ref: Ref) -> dict:
+        return self._json("GET", ref.path)
+
+    def image_png(self, ref: Ref) -> bytes:
+        return self._png(f"{ref.path}/image.png")
+
+    def filters(self, ref: Ref, top: int = 20) -> list[Filter]:
+        return self._json("GET", f"{ref.path}/filters", params={"top": top})
+
+    def profile(self, ref: Ref) -> dict:
+        return self._json("GET", f"{ref.path}/profile")
+
+    def input_saliency_png(self, ref: Ref, top_k: int = 10, boost: float = 100.0) -> bytes:
+        return self._png(
+            f"{ref.path}/input-saliency.png", params={"top_k": top_k, "boost": boost}, timeout=self.slow_timeout
+        )
+
+    def neighbors(
+        self,
+        ref: Ref,
+        *,
+        k: int = 10,
+        layers: tuple[int, int] | None = None,
+        space: Literal["saliency", "feature"] = "saliency",
+        misclassified_only: bool = False,
+    ) -> list[Neighbor]:
+        params: dict[str, Any] = {"k": k, "space": space}
+        if layers is not None:
+            params["layers"] = f"{layers[0]}:{layers[1]}"
+        if misclassified_only:
+            params["misclassified_only"] = "true"
+        return self._json("GET", f"{ref.path}/neighbors", params=params)
+
+    def prune(
+        self,
+        ref: Ref,
+        *,
+        filters: list[int] | None = None,
+        top_k: int | None = None,
+        mode: Literal["salient", "random", "least"] = "salient",
+    ) -> dict:
+        """Either explicit ``filters`` or the ``top_k`` by ``mode``; before/after for the sample and neighbours."""
+        if (filters is None) == (top_k is None):
+            raise ValueError("give either filters or top_k")
+        body: dict[str, Any] = {"filters": list(filters)} if filters is not None else {"top_k": top_k, "mode": mode}
+        return self._json("POST", f"{ref.path}/prune", json=body, timeout=self.slow_timeout)
+
+    def upload(self, filename: str, content: bytes, label: int | None = None) -> dict:
+        """Send an image; returns ``{id, pred, probs}``. The id then works with ``Ref("uploads", id)``."""
+        data = {"label": str(label)} if label is not None else None
+        return self._json(
+            "POST",
+            "/api/uploads",
+            files={"file": (filename or "upload", content, "application/octet-stream")},
+            data=data,
+            timeout=self.slow_timeout,
+        )

@@ -1,0 +1,77 @@
+"""Small building blocks shared by the pages: messages, cards, thumbnails, class names."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from urllib.parse import quote
+
+from dash import dcc, html
+
+from app.client import BackendError, Ref
+
+
+def class_name(names: Sequence[str], index) -> str:
+    """A class index as its name; falls back to the number when the backend sent no names."""
+    try:
+        i = int(index)
+    except (TypeError, ValueError):
+        return "?"
+    return str(names[i]) if 0 <= i < len(names) else str(i)
+
+
+def alert(message: str, kind: str = "error") -> html.Div:
+    """A readable message box (``error``, ``warn`` or ``info``) in place of the content that failed."""
+    return html.Div(message, className=f"alert alert-{kind}", role="alert")
+
+
+def error_alert(exc: BackendError, what: str) -> html.Div:
+    status = f" (HTTP {exc.status})" if exc.status else ""
+    return alert(f"Could not load {what}: {exc.message}{status}")
+
+
+def card(title, *children, className: str = "", id: str | None = None, extra=None) -> html.Div:
+    """A titled panel; ``extra`` sits at the right of the title bar (small controls, counts)."""
+    header = html.Div([html.H3(title, className="card-title"), html.Div(extra, className="card-extra")],
+                      className="card-header")
+    kwargs = {"id": id} if id else {}
+    return html.Div([header, html.Div(list(children), className="card-body")], className=f"card {className}",
+                    **kwargs)
+
+
+def media_url(ref: Ref) -> str:
+    """Where the browser loads a sample's image: the UI server proxies it from the backend."""
+    return f"/media/{ref.kind}/{quote(str(ref.id), safe='')}/image.png"
+
+
+def sample_href(ref: Ref) -> str:
+    return f"/sample/{ref.id}" if ref.kind == "samples" else f"/upload/{ref.id}"
+
+
+def verdict_class(label, pred) -> str:
+    return "correct" if label is not None and int(label) == int(pred) else "wrong"
+
+
+def thumbnail(ref: Ref, names: Sequence[str], label, pred, caption: str = "", badge: str = "",
+              extra_class: str = "", id_prefix: str = "thumb") -> dcc.Link:
+    """A clickable image tile: true -> predicted class, an optional caption (confidence, score) and badge."""
+    true_name = class_name(names, label) if label is not None else "unlabelled"
+    pred_name = class_name(names, pred)
+    return dcc.Link(
+        [
+            html.Img(src=media_url(ref), className="thumb-img", alt=f"sample {ref.id}"),
+            html.Div(
+                [
+                    html.Div([html.Span("true ", className="thumb-key"), html.Span(true_name)], className="thumb-line"),
+                    html.Div([html.Span("pred ", className="thumb-key"), html.Span(pred_name,
+                              className=f"pred-{verdict_class(label, pred)}")], className="thumb-line"),
+                    html.Div([html.Span(caption), html.Span(badge, className="thumb-badge") if badge else None],
+                             className="thumb-caption"),
+                ],
+                className="thumb-meta",
+            ),
+        ],
+        href=sample_href(ref),
+        className=f"thumb {extra_class}".strip(),
+        id=f"{id_prefix}-{ref.kind}-{ref.id}",
+        title=f"#{ref.id}: true {true_name}, predicted {pred_name}",
+    )

@@ -1,0 +1,206 @@
+"""Plotly figures as pure functions of arrays (no HTTP, no Dash state), so they are unit-testable.
+
+Profiles are drawn with layers left to right (shallow to deep) on alternating shaded bands, the way the
+paper draws them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+CORRECT = "#2f7d4f"
+WRONG = "#c2410c"
+ACCENT = "#3b5bdb"
+MUTED = "#9aa5b1"
+FONT = "Inter, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif"
+
+Layers = Sequence[tuple[str, int, int]]
+
+
+def parse_layers(raw) -> list[tuple[str, int, int]]:
+    """``/api/info``'s layers (``[{name,start,stop}]`` or ``[[name,start,stop]]``) as ``[(name, start, stop)]``."""
+    out = []
+    for item in raw or []:
+        if isinstance(item, dict):
+            out.append((str(item["name"]), int(item["start"]), int(item["stop"])))
+        else:
+            name, start, stop = item[:3]
+            out.append((str(name), int(start), int(stop)))
+    return out
+
+
+def short_layer(name: str) -> str:
+    """``layer3.1.conv2.weight`` -> ``layer3.1.conv2`` (the ``.weight`` suffix carries no information)."""
+    return name[: -len(".weight")] if name.endswith(".weight") else name
+
+
+def _base_layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
+    fig.update_layout(
+        height=height,
+        margin=dict(l=10, r=10, t=36, b=10),
+        font=dict(family=FONT, size=12, color="#1f2933"),
+        plot_bgcolor="white",
+        paper_bgcolor="white",
+        hoverlabel=dict(font_family=FONT),
+        **kwargs,
+    )
+    return fig
+
+
+def empty_figure(message: str, height: int = 260) -> go.Figure:
+    """A blank figure that says why there is nothing to show."""
+    fig = go.Figure()
+    fig.add_annotation(text=message, showarrow=False, font=dict(size=13, color=MUTED), x=0.5, y=0.5,
+                       xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base_layout(fig, height)
+
+
+def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:
+    """Counts with true classes as rows and predictions as columns. Mistakes are coloured, the diagonal is
+    grey so the eye goes to the errors; each cell's ``customdata`` is ``[true, pred]`` for click handling."""
+    matrix = np.asarray(matrix, dtype=np.int64)
+    n = matrix.shape[0]
+    if matrix.shape != (n, n) or len(class_names) != n:
+        raise ValueError(f"confusion matrix {matrix.shape} does not match {len(class_names)} class names")
+    idx = np.arange(n)
+    cells = np.stack(np.meshgrid(idx, idx, indexing="ij"), axis=-1)  # [true, pred]
+    off = matrix.astype(float)
+    off[idx, idx] = np.nan
+    diag = np.full((n, n), np.nan)
+    diag[idx, idx] = matrix[idx, idx]
+    hover = "true %{y}<br>predicted %{x}<br>%{text} samples<extra></extra>"
+    text = matrix.astype(str)
+    fig = go.Figure()
+    fig.add_trace(go.Heatmap(z=diag, x=list(class_names), y=list(class_names), customdata=cells, text=text,
+                             texttemplate="%{text}", colorscale=[[0, "#e4e7eb"], [1, "#e4e7eb"]],
+                             showscale=False, hovertemplate=hover, xgap=2, ygap=2))
+    fig.add_trace(go.Heatmap(z=off, x=list(class_names), y=list(class_names), customdata=cells, text=text,
+                             texttemplate="%{text}", colorscale="OrRd", showscale=False,
+                             zmin=0, zmax=max(1.0, np.nanmax(off) if n > 1 else 1.0),
+                             hovertemplate=hover, xgap=2, ygap=2))
+    fig.update_xaxes(title="predicted class", side="bottom", tickangle=-35, showgrid=False)
+    fig.update_yaxes(title="true class", autorange="reversed", showgrid=False)
+    return _base_layout(fig, 120 + 38 * n, title=dict(text="Confusion matrix — click a cell to see those mistakes",
+                                                       font=dict(size=14)))
+
+
+def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
+    """Shade every other layer and label a readable subset of them on the x axis."""
+    for i, (_, start, stop) in enumerate(layers):
+        if i % 2 == 0:
+            fig.add_vrect(x0=start - 0.5, x1=stop - 0.5, fillcolor="#eef1f5", line_width=0, layer="below")
+    step = max(1, int(np.ceil(len(layers) / max_ticks)))
+    shown = [layer for i, layer in enumerate(layers) if i % step == 0]
+    fig.update_xaxes(tickvals=[(s + e - 1) / 2 for _, s, e in shown], ticktext=[short_layer(n) for n, _, _ in shown],
+                     tickangle=-35, showgrid=False, title="filters, layers shallow → deep",
+                     range=[-0.5, (layers[-1][2] if layers else 1) - 0.5])
+
+
+def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
+    """Each layer's entries in descending order, layers kept in place (the paper's Figure 2 ordering)."""
+    values = np.asarray(values, dtype=float)
+    out = values.copy()
+    for _, start, stop in layers:
+        out[start:stop] = np.sort(values[start:stop])[::-1]
+    return out
+
+
+def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers,
+                            note: str = "") -> go.Figure:
+    """Figure 2: average standardized profiles of correctly vs wrongly classified samples."""
+    x = np.arange(len(mean_correct))
+    fig = go.Figure()
+    for values, name, colour in ((mean_correct, "correct", CORRECT), (mean_wrong, "misclassified", WRONG)):
+        fig.add_trace(go.Scattergl(x=x, y=sort_within_layers(values, layers), mode="lines", name=name,
+                                   line=dict(color=colour, width=1.4),
+                                   hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
+    _layer_bands(fig, layers)
+    fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
+    title = "Average saliency profiles (filters sorted within each layer)" + (f" — {note}" if note else "")
+    return _base_layout(fig, 330, title=dict(text=title, font=dict(size=14)),
+                        legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
+
+
+def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers, note: str = "") -> go.Figure:
+    """Figure 1: raw mean |dL/dW| per filter over the dataset; its spread across layers is why profiles are
+    standardized before comparing filters."""
+    mean_raw = np.asarray(mean_raw, dtype=float)
+    fig = go.Figure(go.Scattergl(x=np.arange(len(mean_raw)), y=mean_raw, mode="markers",
+                                 marker=dict(size=3, color=ACCENT), name="mean |grad|",
+                                 hovertemplate="filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
+    _layer_bands(fig, layers)
+    positive = mean_raw[mean_raw > 0]
+    fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
+    title = "Raw filter saliency, averaged over the dataset" + (f" — {note}" if note else "")
+    return _base_layout(fig, 300, title=dict(text=title, font=dict(size=14)), showlegend=False)
+
+
+def filter_label(item: dict) -> str:
+    return f"{short_layer(str(item['layer']))} #{item['channel']}"
+
+
+def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) -> go.Figure:
+    """Most salient filters first, as horizontal bars of their z-score; pruned/selected ones are dark.
+    ``customdata`` is the global filter id, used when a bar is clicked."""
+    if not filters:
+        return empty_figure("no filters")
+    chosen = set(int(s) for s in selected)
+    labels = [filter_label(f) for f in filters]
+    colours = [WRONG if int(f["filter"]) in chosen else ACCENT for f in filters]
+    fig = go.Figure(go.Bar(
+        x=[float(f["z"]) for f in filters], y=labels, orientation="h", marker_color=colours,
+        customdata=[int(f["filter"]) for f in filters],
+        text=[f"{float(f['z']):.1f}" for f in filters], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False)
+    fig.update_xaxes(title="standardized saliency (z)", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
+    return _base_layout(fig, 70 + 22 * len(filters), title=dict(text="Most salient filters", font=dict(size=14)),
+                        bargap=0.25)
+
+
+def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = ()) -> go.Figure:
+    """The full standardized profile of one sample in filter order, its top filters marked."""
+    profile = np.asarray(profile, dtype=float)
+    x = np.arange(len(profile))
+    fig = go.Figure(go.Scattergl(x=x, y=profile, mode="lines", line=dict(color=MUTED, width=1), name="profile",
+                                 hovertemplate="filter %{x}<br>z = %{y:.2f}<extra></extra>"))
+    marked = np.asarray([m for m in marked if 0 <= int(m) < len(profile)], dtype=int)
+    if marked.size:
+        fig.add_trace(go.Scattergl(x=marked, y=profile[marked], mode="markers", name="top filters",
+                                   marker=dict(color=WRONG, size=8, line=dict(color="white", width=1)),
+                                   customdata=marked,
+                                   hovertemplate="filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
+    _layer_bands(fig, layers)
+    fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
+    return _base_layout(fig, 280, title=dict(text="Full saliency profile (top filters marked)", font=dict(size=14)),
+                        showlegend=False)
+
+
+def probability_figure(class_names: Sequence[str], before: Sequence[float], after: Sequence[float] | None = None,
+                       true_label: int | None = None, top: int = 6) -> go.Figure:
+    """Class probabilities before (and after) pruning, for the ``top`` classes most likely either way;
+    the true class is always shown and marked."""
+    before = np.asarray(before, dtype=float)
+    after_arr = None if after is None else np.asarray(after, dtype=float)
+    score = before if after_arr is None else np.maximum(before, after_arr)
+    keep = list(np.argsort(-score)[:top])
+    if true_label is not None and 0 <= true_label < len(before) and true_label not in keep:
+        keep[-1] = true_label
+    names = [(f"✔ {class_names[i]}" if i == true_label else str(class_names[i])) for i in keep]
+    fig = go.Figure()
+    fig.add_trace(go.Bar(y=names, x=before[keep], orientation="h", name="before pruning", marker_color=MUTED,
+                         hovertemplate="%{y}: %{x:.1%}<extra>before</extra>"))
+    if after_arr is not None:
+        fig.add_trace(go.Bar(y=names, x=after_arr[keep], orientation="h", name="after pruning",
+                             marker_color=ACCENT, hovertemplate="%{y}: %{x:.1%}<extra>after</extra>"))
+    fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#f0f2f5")
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    return _base_layout(fig, 60 + 34 * len(keep) * (1 if after_arr is None else 1.4), barmode="group",
+                        legend=dict(orientation="h", x=0, y=-0.12, yanchor="top"), bargap=0.2,
+                        title=dict(text="Class probabilities", font=dict(size=14)))

@@ -1,0 +1,201 @@
+"""Overview: what model on what data, how accurate, where the mistakes are (confusion matrix) and how
+mistakes differ in parameter space on average (the paper's Figures 1 and 2)."""
+
+from __future__ import annotations
+
+import threading
+from urllib.parse import urlencode
+
+import numpy as np
+from dash import Input, Output, dcc, html, no_update
+
+from app import figures
+from app.client import BackendClient, BackendError, Ref
+from app.components import alert, card, class_name, error_alert
+
+PREFIX = "overview"
+FALLBACK_PER_GROUP = 24  # samples per group (correct / misclassified) when the backend has no summary route
+LIST_PAGE = 500
+
+_summary_cache: dict[tuple, tuple[dict, str]] = {}
+_summary_lock = threading.Lock()
+
+
+def layout(client: BackendClient, info: dict) -> html.Div:
+    acc = float(info.get("accuracy", 0.0))
+    n = int(info.get("num_samples", 0))
+    stats = [
+        ("Model", info.get("model", "?")),
+        ("Dataset", info.get("dataset", "?")),
+        ("Samples", f"{n:,}"),
+        ("Accuracy", f"{acc:.1%}"),
+        ("Mistakes", f"{round(n * (1 - acc)):,}"),
+        ("Filters", f"{int(info.get('num_filters', 0)):,} in {len(info.get('layers', []))} layers"),
+    ]
+    return html.Div(
+        [
+            dcc.Location(id=f"{PREFIX}-nav", refresh="callback-nav"),
+            dcc.Store(id=f"{PREFIX}-load", data=0),
+            html.Div([html.Div([html.Div(k, className="stat-key"), html.Div(v, className="stat-value", title=str(v))],
+                               className="stat") for k, v in stats], className="stats-row"),
+            html.Div(
+                [
+                    card("Where the model goes wrong",
+                         dcc.Loading(html.Div(id=f"{PREFIX}-confusion-box"), type="dot"),
+                         className="col-7"),
+                    card("Most frequent confusions", dcc.Loading(html.Div(id=f"{PREFIX}-top-confusions"), type="dot"),
+                         html.P("Parameter-space saliency asks which filters are responsible for a mistake: "
+                                "the gradient of the loss with respect to each filter, standardized over the "
+                                "dataset. Open a mistake to see its most salient filters, the pixels that drive "
+                                "them, and what happens when you switch them off.", className="hint"),
+                         className="col-5"),
+                ],
+                className="row",
+            ),
+            card("Misclassified samples have different saliency profiles (paper, Figure 2)",
+                 dcc.Loading(html.Div(id=f"{PREFIX}-fig2-box"), type="dot")),
+            card("Raw gradient magnitudes differ by layer, hence the standardization (paper, Figure 1)",
+                 dcc.Loading(html.Div(id=f"{PREFIX}-fig1-box"), type="dot")),
+        ],
+        className="page page-overview",
+    )
+
+
+def _profile_vector(answer) -> np.ndarray:
+    return np.asarray(answer["z"] if isinstance(answer, dict) else answer, dtype=float)
+
+
+def _all_samples(client: BackendClient, **filters) -> list[dict]:
+    items, offset = [], 0
+    while True:
+        page = client.samples(offset=offset, limit=LIST_PAGE, **filters)
+        items.extend(page["items"])
+        offset += LIST_PAGE
+        if offset >= int(page["total"]) or not page["items"]:
+            return items
+
+
+def _estimate_summary(client: BackendClient, info: dict) -> tuple[dict, str]:
+    """What the overview needs, from the per-sample routes, for a backend without ``GET /api/summary``:
+    the exact confusion matrix from the listing, average profiles from a few samples of each group."""
+    num_classes = len(info.get("classes", []))
+    items = _all_samples(client)
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    for item in items:
+        confusion[int(item["label"]), int(item["pred"])] += 1
+    groups = {True: [], False: []}
+    for item in items:
+        group = groups[int(item["label"]) == int(item["pred"])]
+        if len(group) < FALLBACK_PER_GROUP:
+            group.append(int(item["id"]))
+    means, raw_sum, raw_count = {}, None, 0
+    for correct, ids in groups.items():
+        profiles = []
+        for sample_id in ids:
+            ref = Ref("samples", str(sample_id))
+            profiles.append(_profile_vector(client.profile(ref)))
+            raw = np.zeros(int(info["num_filters"]))
+            for f in client.filters(ref, top=int(info["num_filters"])):
+                raw[int(f["filter"])] = float(f["raw"])
+            raw_sum = raw if raw_sum is None else raw_sum + raw
+            raw_count += 1
+        means[correct] = np.mean(profiles, axis=0) if profiles else np.zeros(int(info["num_filters"]))
+    summary = {
+        "confusion": confusion.tolist(),
+        "mean_profile_correct": means[True].tolist(),
+        "mean_profile_misclassified": means[False].tolist(),
+        "mean_raw": (raw_sum / max(raw_count, 1)).tolist() if raw_sum is not None else [],
+    }
+    note = f"estimated from {len(groups[True])} correct and {len(groups[False])} misclassified samples"
+    return summary, note
+
+
+def load_summary(client: BackendClient, info: dict) -> tuple[dict, str]:
+    """``GET /api/summary`` when the backend has it, else an estimate; cached per backend and model."""
+    key = (client.base_url, info.get("model"), info.get("dataset"), info.get("weights_sha256"))
+    with _summary_lock:
+        if key in _summary_cache:
+            return _summary_cache[key]
+    try:
+        result = (client.summary(), "")
+    except BackendError as exc:
+        if exc.status != 404:
+            raise
+        result = _estimate_summary(client, info)
+    with _summary_lock:
+        _summary_cache[key] = result
+    return result
+
+
+def top_confusions(confusion: np.ndarray, names, limit: int = 8) -> list[tuple[int, int, int]]:
+    """The most frequent (true, pred, count) off-diagonal cells, largest first."""
+    confusion = np.asarray(confusion)
+    cells = [(int(t), int(p), int(confusion[t, p])) for t in range(len(confusion)) for p in range(len(confusion))
+             if t != p and confusion[t, p] > 0]
+    return sorted(cells, key=lambda c: -c[2])[:limit]
+
+
+def gallery_href(true_class: int | None, pred_class: int | None) -> str:
+    query = {k: v for k, v in (("true", true_class), ("pred", pred_class)) if v is not None}
+    return "/mistakes" + (f"?{urlencode(query)}" if query else "")
+
+
+def render(client: BackendClient) -> tuple:
+    """Everything the overview shows, or a message in each place when the backend fails."""
+    try:
+        info = client.info()
+        summary, note = load_summary(client, info)
+    except BackendError as exc:
+        message = error_alert(exc, "the dataset summary")
+        return message, message, message, message
+    names = list(info.get("classes", []))
+    layers = figures.parse_layers(info.get("layers"))
+    confusion = np.asarray(summary["confusion"])
+    conf_graph = dcc.Graph(id=f"{PREFIX}-confusion", figure=figures.confusion_figure(confusion, names),
+                           config={"displayModeBar": False}, className="clickable-graph")
+    rows = [
+        dcc.Link([html.Span(class_name(names, t), className="conf-true"), html.Span(" → ", className="arrow"),
+                  html.Span(class_name(names, p), className="conf-pred"), html.Span(f"{c:,}", className="conf-count")],
+                 href=gallery_href(t, p), className="conf-row")
+        for t, p, c in top_confusions(confusion, names)
+    ]
+    top = html.Div(rows or [alert("No mistakes at all.", "info")], className="conf-list")
+    graph_config = {"displaylogo": False, "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+    if len(summary.get("mean_profile_correct", [])) and len(summary.get("mean_profile_misclassified", [])):
+        fig2 = dcc.Graph(figure=figures.average_profiles_figure(np.asarray(summary["mean_profile_correct"]),
+                                                                np.asarray(summary["mean_profile_misclassified"]),
+                                                                layers, note), config=graph_config)
+    else:
+        fig2 = alert("No average profiles available.", "info")
+    if len(summary.get("mean_raw", [])):
+        fig1 = dcc.Graph(figure=figures.raw_gradient_figure(np.asarray(summary["mean_raw"]), layers, note),
+                         config=graph_config)
+    else:
+        fig1 = alert("No raw saliency averages available.", "info")
+    return conf_graph, top, fig2, fig1
+
+
+def confusion_click(click_data) -> str | None:
+    """A click on a confusion cell -> the gallery URL of those samples (None: not a cell)."""
+    try:
+        true_class, pred_class = click_data["points"][0]["customdata"]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
+    return gallery_href(int(true_class), int(pred_class))
+
+
+def register(app, client: BackendClient) -> None:
+    @app.callback(
+        Output(f"{PREFIX}-confusion-box", "children"),
+        Output(f"{PREFIX}-top-confusions", "children"),
+        Output(f"{PREFIX}-fig2-box", "children"),
+        Output(f"{PREFIX}-fig1-box", "children"),
+        Input(f"{PREFIX}-load", "data"),
+    )
+    def _render(_):
+        return render(client)
+
+    @app.callback(Output(f"{PREFIX}-nav", "href"), Input(f"{PREFIX}-confusion", "clickData"),
+                  prevent_initial_call=True)
+    def _click(click_data):
+        return confusion_click(click_data) or no_update

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from backend.errors import PSSError
 from backend.render import overlay, png_bytes
 from backend.saliency import filter_saliency, input_saliency, prune_filters
 
@@ -58,7 +57,9 @@ class Subject:
 
 
 class Service:
-    def __init__(self, settings: Settings, artifacts, model: torch.nn.Module, dataset, device: torch.device):
+    def __init__(
+        self, settings: Settings, artifacts, model: torch.nn.Module, dataset, device: torch.device, *, weights_sha256: str
+    ):
         self.settings = settings
         self.artifacts = artifacts
         self.model = model
@@ -75,7 +76,7 @@ class Service:
         self.probs = np.asarray(artifacts.probs, dtype=np.float32)
         self.losses = np.asarray(artifacts.loss, dtype=np.float32)
         self.confidence = self.probs[np.arange(self.num_samples), self.preds]
-        self.weights_sha256 = artifacts.manifest.get("model", {}).get("weights_sha256", "")
+        self.weights_sha256 = weights_sha256
         self.worker = ComputeWorker(settings.queue_size)
         self.results = TTLCache(settings.result_cache_size, settings.result_ttl_s)
         self.uploads = TTLCache(settings.upload_cache_size, settings.upload_ttl_s)
@@ -203,6 +204,8 @@ class Service:
         self, s: Subject, k: int, layers: tuple[int, int] | None, space: str, misclassified_only: bool
     ) -> list[dict]:
         self._check_range("k", k, 1, self.num_samples - (s.kind == "sample"))
+        if layers is not None and space != "saliency":
+            raise Invalid("a layer range applies to space=saliency only")
         if layers is not None:
             start, stop = layers
             if not 0 <= start < stop <= self.num_layers:

@@ -1,0 +1,325 @@
+"""The artifacts dir: what the precompute job writes and the backend reads (see ``docs`` and DESIGN.md).
+
+``manifest.json`` is written last and is the only commit point: without it a directory is not ready. It
+records the shape, dtype and byte size of every other file, so a truncated or swapped file is caught at
+``Artifacts.open`` and named, instead of surfacing later as a numpy traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from backend.errors import PSSError
+from backend.saliency import FilterLayout, SaliencyStats
+
+from . import search
+
+FORMAT = "pss-artifacts"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+PREDICTIONS = "predictions.npz"
+STATS = "stats.npz"
+PROFILES_RAW = "profiles_raw.npy"
+PROFILES_STD = "profiles_std.npy"
+FEATURES = "features.npy"
+PROFILE_NORMS = "profile_norms.npy"  # [N, layers + 1] float64 prefix sums of squares of profiles_std
+INDEX = "index.faiss"
+DATA_FILES = (PREDICTIONS, STATS, PROFILES_RAW, PROFILES_STD, FEATURES, PROFILE_NORMS, INDEX)
+SPACES = ("saliency", "feature")
+
+
+def describe_file(path: Path) -> dict:
+    """What the manifest records about a written file: byte size, and shapes/dtypes of the arrays in it."""
+    path = Path(path)
+    entry: dict = {"bytes": path.stat().st_size}
+    if path.suffix == ".npy":
+        shape, dtype, _ = _npy_header(path)
+        entry.update(shape=list(shape), dtype=dtype.str)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as archive:
+            entry["arrays"] = {
+                name: {"shape": list(archive[name].shape), "dtype": archive[name].dtype.str} for name in archive.files
+            }
+    return entry
+
+
+def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(shape, dtype, data offset)`` from a ``.npy`` header, without reading the data."""
+    with open(path, "rb") as handle:
+        version = np.lib.format.read_magic(handle)
+        readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+        if version not in readers:
+            raise ValueError(f".npy format version {version} is not written by pss")
+        shape, fortran, dtype = readers[version](handle)
+        if fortran:
+            raise ValueError("Fortran-ordered arrays are not written by pss")
+        return tuple(shape), dtype, handle.tell()
+
+
+class Artifacts:
+    """A validated, read-only view of an artifacts dir; safe to share between threads.
+
+    Large arrays are memory-mapped (the OS page cache holds them, shared between processes); predictions
+    and statistics are small and loaded.
+    """
+
+    def __init__(self, directory: Path, manifest: dict):
+        self.directory = directory
+        self.manifest = manifest
+        self._lock = threading.Lock()
+        self._feature_unit: np.ndarray | None = None
+
+    # ------------------------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, directory: str | Path) -> "Artifacts":
+        """Opens and validates ``directory``; raises ``PSSError`` naming the first problem found."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise PSSError(f"artifacts dir {directory} does not exist; create it with `pss precompute`")
+        manifest_path = directory / MANIFEST
+        if not manifest_path.is_file():
+            raise PSSError(
+                f"{directory} is not a finished artifacts dir: {MANIFEST} is missing "
+                "(the precompute job has not completed; run or resume `pss precompute`)"
+            )
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise PSSError(f"{manifest_path} is unreadable or not JSON: {exc}") from exc
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise PSSError(f"{manifest_path} is not a pss artifacts manifest")
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise PSSError(
+                f"{manifest_path} has format version {manifest.get('format_version')}, this pss reads "
+                f"{FORMAT_VERSION}; rerun `pss precompute --force`"
+            )
+        artifacts = cls(directory, manifest)
+        artifacts._load()
+        return artifacts
+
+    def _load(self) -> None:
+        files = self.manifest.get("files", {})
+        for name in DATA_FILES:
+            self._check_file(name, files.get(name))
+        try:
+            self.layout = FilterLayout.from_dict(self.manifest["layout"])
+            self.num_samples = int(self.manifest["num_samples"])
+            self.class_names = list(self.manifest["class_names"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PSSError(f"{self.directory / MANIFEST} is incomplete: {exc!r}") from exc
+
+        predictions = self._npz(PREDICTIONS)
+        self.labels = predictions["label"]
+        self.preds = predictions["pred"]
+        self.probs = predictions["probs"]
+        self.loss = predictions["loss"]
+        self.correct = self.labels == self.preds
+        self.stats = SaliencyStats.from_state_dict(self._npz(STATS))
+
+        self.profiles_raw = self._npy(PROFILES_RAW)
+        self.profiles_std = self._npy(PROFILES_STD)
+        self.features = self._npy(FEATURES)
+        self.profile_norms = self._npy(PROFILE_NORMS)
+        self._check_consistency()
+        self.index = None
+        if self.index_kind != "flat":  # flat queries use the exact path over profiles_std instead (no copy)
+            import faiss
+
+            try:
+                self.index = faiss.read_index(str(self.directory / INDEX))
+            except RuntimeError as exc:
+                raise PSSError(f"{self.directory / INDEX} is not a readable FAISS index: {exc}") from exc
+            if self.index.ntotal != self.num_samples or self.index.d != self.layout.num_filters:
+                raise PSSError(f"{self.directory / INDEX} does not hold this dir's {self.num_samples} profiles")
+
+    def _check_file(self, name: str, entry) -> None:
+        path = self.directory / name
+        if not isinstance(entry, dict):
+            raise PSSError(f"{self.directory / MANIFEST} does not list {name}; rerun `pss precompute --force`")
+        if not path.is_file():
+            raise PSSError(f"{path} is missing; rerun `pss precompute --force {self.directory}`")
+        size = path.stat().st_size
+        if size != entry.get("bytes"):
+            raise PSSError(f"{path} is {size} bytes, the manifest says {entry.get('bytes')}: truncated or replaced")
+        if name.endswith(".npy"):
+            try:
+                shape, dtype, offset = _npy_header(path)
+            except (ValueError, OSError, SyntaxError) as exc:
+                raise PSSError(f"{path} is not a valid .npy file: {exc}") from exc
+            if list(shape) != entry.get("shape") or dtype.str != entry.get("dtype"):
+                raise PSSError(
+                    f"{path} holds {dtype.str}{list(shape)}, the manifest says {entry.get('dtype')}{entry.get('shape')}"
+                )
+            if offset + math.prod(shape) * dtype.itemsize != size:
+                raise PSSError(f"{path} is truncated: its header promises more data than the file holds")
+
+    def _npz(self, name: str) -> dict[str, np.ndarray]:
+        path = self.directory / name
+        expected = self.manifest["files"][name].get("arrays", {})
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                arrays = {key: archive[key] for key in archive.files}
+        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+            raise PSSError(f"{path} is unreadable: {exc}") from exc
+        for key, spec in expected.items():
+            if key not in arrays:
+                raise PSSError(f"{path} lacks the array {key!r}")
+            if list(arrays[key].shape) != spec["shape"] or arrays[key].dtype.str != spec["dtype"]:
+                raise PSSError(f"{path}: array {key!r} is {arrays[key].dtype.str}{list(arrays[key].shape)}, "
+                               f"the manifest says {spec['dtype']}{spec['shape']}")
+        return arrays
+
+    def _npy(self, name: str) -> np.ndarray:
+        return np.load(self.directory / name, mmap_mode="r", allow_pickle=False)
+
+    def _check_consistency(self) -> None:
+        n, f = self.num_samples, self.layout.num_filters
+        expectations = {
+            PROFILES_RAW: (self.profiles_raw.shape, (n, f)),
+            PROFILES_STD: (self.profiles_std.shape, (n, f)),
+            FEATURES: (self.features.shape[:1], (n,)),
+            PROFILE_NORMS: (self.profile_norms.shape, (n, len(self.layout) + 1)),
+            f"{PREDICTIONS}:label": (self.labels.shape, (n,)),
+            f"{PREDICTIONS}:probs": (self.probs.shape[:1], (n,)),
+            f"{STATS}:mean": (self.stats.mean.shape, (f,)),
+        }
+        for what, (actual, expected) in expectations.items():
+            if tuple(actual) != expected:
+                raise PSSError(f"{self.directory}/{what} has shape {tuple(actual)}, expected {expected} "
+                               f"for {n} samples and {f} filters")
+
+    # ----------------------------------------------------------------------------- manifest fields
+    @property
+    def model_spec(self) -> str:
+        return self.manifest["model"]["spec"]
+
+    @property
+    def weights_sha256(self) -> str:
+        return self.manifest["model"]["weights_sha256"]
+
+    @property
+    def data_spec(self) -> str:
+        return self.manifest["data"]["spec"]
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        return self.manifest["data"]["fingerprint"]
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.manifest["num_classes"])
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.manifest["accuracy"])
+
+    @property
+    def index_kind(self) -> str:
+        return self.manifest["index"]["kind"]
+
+    def check_matches(self, model_spec: str, weights_sha256: str, layout: FilterLayout, dataset_fingerprint: str) -> None:
+        """Raises ``PSSError`` with a one-line reason when these artifacts were made for another model or data."""
+        where = f"artifacts in {self.directory}"
+        if model_spec != self.model_spec:
+            raise PSSError(f"{where} are for model {self.model_spec!r}, not {model_spec!r}")
+        if weights_sha256 != self.weights_sha256:
+            raise PSSError(
+                f"{where} are stale: model {model_spec!r} has weights sha256 {weights_sha256[:12]}..., the "
+                f"artifacts were computed with {self.weights_sha256[:12]}...; rerun `pss precompute --force`"
+            )
+        if layout != self.layout:
+            raise PSSError(f"{where} have a different filter layout ({self.layout}) than the model ({layout})")
+        if dataset_fingerprint != self.dataset_fingerprint:
+            raise PSSError(
+                f"{where} are stale: dataset {self.data_spec!r} changed since they were computed "
+                "(fingerprint differs); rerun `pss precompute --force`"
+            )
+
+    # ---------------------------------------------------------------------------------- searching
+    def filter_range(self, layers: tuple[int, int]) -> tuple[int, int]:
+        """Half-open filter range of a ``(start, stop)`` layer range (slice semantics over ``layout.layers``)."""
+        start, stop = self._layer_bounds(layers)
+        return self.layout.spans[start].start, self.layout.spans[stop - 1].stop
+
+    def _layer_bounds(self, layers) -> tuple[int, int]:
+        try:
+            start, stop = (int(v) for v in layers)
+        except (TypeError, ValueError) as exc:
+            raise PSSError(f"layers must be a (start, stop) pair of layer indices, got {layers!r}") from exc
+        start, stop, _ = slice(start, stop).indices(len(self.layout))
+        if start >= stop:
+            raise PSSError(f"layer range {layers[0]}:{layers[1]} selects no layer; there are {len(self.layout)} "
+                           f"layers (0..{len(self.layout) - 1})")
+        return start, stop
+
+    def neighbors(
+        self,
+        query,
+        k: int = 10,
+        layers: tuple[int, int] | None = None,
+        space: str = "saliency",
+        misclassified_only: bool = False,
+    ) -> list[dict]:
+        """The ``k`` most cosine-similar samples, best first: ``[{"id": int, "score": float}]``.
+
+        ``query`` is a sample id (that sample is excluded) or a vector: a standardized profile
+        (``space="saliency"``) or a feature vector (``space="feature"``), e.g. of an upload. ``layers``
+        restricts the saliency profile to filters of layers ``start:stop`` (always exact). Without
+        ``layers``, saliency search uses the FAISS index (exact for ``flat``; ``sq8``/``ivf`` are approximate,
+        see ``manifest["index"]["recall_at_10"]``).
+        """
+        if space not in SPACES:
+            raise PSSError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise PSSError(f"k must be a positive integer, got {k!r}")
+        if layers is not None and space != "saliency":
+            raise PSSError("a layer range only applies to space='saliency'")
+        matrix = self.profiles_std if space == "saliency" else self.features
+        query_id, vector = self._query_vector(query, matrix, space)
+        allowed = None
+        if misclassified_only or query_id is not None:
+            allowed = ~self.correct if misclassified_only else np.ones(self.num_samples, dtype=bool)
+            if query_id is not None:
+                allowed[query_id] = False
+        if space == "feature":
+            ids, scores = search.top_k(self._features_unit() @ search.normalize_rows(vector[None])[0], int(k), allowed)
+        elif layers is None and self.index is not None:
+            ids, scores = search.faiss_search(self.index, vector, int(k), allowed)
+        else:
+            start, stop = self._layer_bounds(layers) if layers is not None else (0, len(self.layout))
+            bounds = (self.layout.spans[start].start, self.layout.spans[stop - 1].stop)
+            scores_all = search.range_cosine(self.profiles_std, self.profile_norms, vector, bounds, (start, stop))
+            ids, scores = search.top_k(scores_all, int(k), allowed)
+        return [{"id": int(i), "score": float(s)} for i, s in zip(ids, scores)]
+
+    def _query_vector(self, query, matrix: np.ndarray, space: str) -> tuple[int | None, np.ndarray]:
+        if isinstance(query, (int, np.integer)) and not isinstance(query, bool):
+            if not 0 <= query < self.num_samples:
+                raise PSSError(f"sample id {query} out of range; there are {self.num_samples} samples (0..{self.num_samples - 1})")
+            return int(query), np.asarray(matrix[int(query)], dtype=np.float32)
+        try:
+            vector = np.asarray(query, dtype=np.float32).reshape(-1)
+        except (TypeError, ValueError) as exc:
+            raise PSSError(f"a query must be a sample id or a vector, got {type(query).__name__}") from exc
+        if vector.shape[0] != matrix.shape[1]:
+            kind = "standardized profile" if space == "saliency" else "feature vector"
+            raise PSSError(f"a {kind} query needs {matrix.shape[1]} values, got {vector.shape[0]}")
+        if not np.all(np.isfinite(vector)):
+            raise PSSError("the query vector contains NaN or infinite values")
+        return None, vector
+
+    def _features_unit(self) -> np.ndarray:
+        with self._lock:
+            if self._feature_unit is None:
+                self._feature_unit = search.normalize_rows(self.features)
+            return self._feature_unit
+
+    def __repr__(self) -> str:
+        return (f"Artifacts({self.directory}, {self.num_samples} samples, {self.layout.num_filters} filters, "
+                f"index={self.index_kind})")

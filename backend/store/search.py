@@ -1,0 +1,165 @@
+"""Cosine nearest-neighbour search: FAISS indexes over L2-normalized rows, and the exact numpy path.
+
+Cosine similarity is the inner product of L2-normalized vectors, so every FAISS index here uses
+``METRIC_INNER_PRODUCT`` over normalized rows. ``flat`` is exact; ``sq8`` (8-bit scalar quantization, 4x less
+memory) and ``ivf`` (inverted lists, a fraction of the data scanned per query) are approximate, and their
+recall@10 against exact search is measured when they are built.
+
+Exact search over a range of dimensions uses ``X[:, a:b] @ q[a:b]`` (a strided BLAS gemv that reads only
+those columns) divided by row norms taken from per-row prefix sums of squares at layer boundaries, so no
+index is needed per layer range. The scan is memory-bandwidth bound; see ``docs/benchmarks.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+INDEX_KINDS = ("flat", "sq8", "ivf")
+_CHUNK_ROWS = 4096
+_TRAIN_ROWS = 65536
+
+log = logging.getLogger(__name__)
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """float32 copy of ``x`` with unit L2 rows; all-zero rows stay zero (cosine 0 with everything)."""
+    x = np.array(x, dtype=np.float32, copy=True)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x
+
+
+def top_k(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Ids and scores of the ``k`` largest ``scores`` (only where ``allowed``), best first, ties by lower id."""
+    scores = np.asarray(scores)
+    candidates = np.flatnonzero(allowed) if allowed is not None else np.arange(scores.shape[0])
+    k = min(k, candidates.shape[0])
+    if k == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=scores.dtype)
+    values = scores[candidates]
+    if k < candidates.shape[0]:
+        # Keep every candidate tied with the k-th best so the tie-break by id below is deterministic.
+        kth = np.partition(values, candidates.shape[0] - k)[candidates.shape[0] - k]
+        keep = values >= kth
+        candidates, values = candidates[keep], values[keep]
+    order = np.lexsort((candidates, -values))[:k]
+    return candidates[order].astype(np.int64), values[order]
+
+
+def range_cosine(
+    matrix: np.ndarray, prefix_sq: np.ndarray, query: np.ndarray, bounds: tuple[int, int], norm_cols: tuple[int, int]
+) -> np.ndarray:
+    """Cosine of every row of ``matrix[:, a:b]`` with ``query[a:b]``.
+
+    ``prefix_sq[:, j]`` is the sum of squares of a row over the dimensions before boundary ``j``;
+    ``norm_cols = (i, j)`` are the boundaries of ``bounds = (a, b)``. Zero-norm sides give cosine 0.
+    """
+    a, b = bounds
+    q = np.ascontiguousarray(query[a:b], dtype=np.float32)
+    q_norm = float(np.linalg.norm(q.astype(np.float64)))
+    dots = matrix[:, a:b] @ q
+    row_sq = prefix_sq[:, norm_cols[1]] - prefix_sq[:, norm_cols[0]]
+    denom = np.sqrt(np.maximum(row_sq, 0.0)) * q_norm
+    out = np.zeros(dots.shape[0], dtype=np.float64)
+    np.divide(dots, denom, out=out, where=denom > 0)
+    return out
+
+
+def prefix_squares(matrix: np.ndarray, boundaries: list[int]) -> np.ndarray:
+    """``[N, len(boundaries)]`` float64: each row's sum of squares over dimensions ``[0, boundary)``."""
+    boundaries = list(boundaries)
+    out = np.zeros((matrix.shape[0], len(boundaries)), dtype=np.float64)
+    for start in range(0, matrix.shape[0], _CHUNK_ROWS):
+        block = np.asarray(matrix[start : start + _CHUNK_ROWS], dtype=np.float64)
+        cumulative = np.concatenate([np.zeros((block.shape[0], 1)), np.cumsum(block * block, axis=1)], axis=1)
+        out[start : start + block.shape[0]] = cumulative[:, boundaries]
+    return out
+
+
+def build_index(kind: str, matrix: np.ndarray, *, seed: int = 0):
+    """A FAISS cosine index of ``kind`` over the rows of ``matrix`` (read in chunks; a memmap is fine)."""
+    import faiss
+
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}; choose one of {', '.join(INDEX_KINDS)}")
+    n, dim = matrix.shape
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "sq8":
+        index = faiss.IndexScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+    else:
+        nlist = ivf_nlist(n)
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = seed
+        index.nprobe = max(1, math.ceil(nlist / 8))
+    if not index.is_trained:
+        rows = np.random.default_rng(seed).choice(n, size=min(n, _TRAIN_ROWS), replace=False)
+        index.train(normalize_rows(matrix[np.sort(rows)]))
+    for start in range(0, n, _CHUNK_ROWS):
+        index.add(normalize_rows(matrix[start : start + _CHUNK_ROWS]))
+    return index
+
+
+def ivf_nlist(n: int) -> int:
+    """About ``4 sqrt(N)`` lists, but at least 39 training points per list (FAISS' k-means minimum)."""
+    return max(1, min(int(4 * math.sqrt(n)), n // 39))
+
+
+def index_params(index) -> dict:
+    """Search parameters worth recording in the manifest."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    return {"nlist": int(ivf.nlist), "nprobe": int(ivf.nprobe)} if ivf is not None else {}
+
+
+def faiss_search(index, query: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Top ``k`` of a normalized ``query`` among ``allowed`` ids (bool mask, None = all), best first."""
+    import faiss
+
+    query = normalize_rows(np.asarray(query, dtype=np.float32).reshape(1, -1))
+    params = None
+    if allowed is not None:
+        bits = np.packbits(allowed.astype(np.uint8), bitorder="little")
+        selector = faiss.IDSelectorBitmap(allowed.shape[0], faiss.swig_ptr(bits))
+        ivf = faiss.try_extract_index_ivf(index)
+        params = (
+            faiss.SearchParametersIVF(sel=selector, nprobe=ivf.nprobe) if ivf is not None
+            else faiss.SearchParameters(sel=selector)
+        )
+    k = min(k, index.ntotal if allowed is None else int(allowed.sum()))
+    if k == 0:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+    scores, ids = index.search(query, k, params=params)
+    keep = ids[0] >= 0
+    return ids[0][keep].astype(np.int64), scores[0][keep]
+
+
+def exact_neighbors_of_rows(matrix: np.ndarray, query_ids: np.ndarray, k: int) -> np.ndarray:
+    """``[Q, k]`` exact cosine neighbours of rows ``query_ids`` of ``matrix``, each query itself excluded."""
+    queries = normalize_rows(matrix[query_ids])
+    scores = np.empty((len(query_ids), matrix.shape[0]), dtype=np.float32)
+    for start in range(0, matrix.shape[0], _CHUNK_ROWS):
+        block = normalize_rows(matrix[start : start + _CHUNK_ROWS])
+        scores[:, start : start + block.shape[0]] = queries @ block.T
+    scores[np.arange(len(query_ids)), query_ids] = -np.inf
+    return np.stack([top_k(row, k)[0] for row in scores])
+
+
+def measure_recall(index, matrix: np.ndarray, *, k: int = 10, num_queries: int = 200, seed: int = 0) -> dict:
+    """recall@k of ``index`` against exact cosine search, on random rows of ``matrix`` as queries (self excluded)."""
+    n = matrix.shape[0]
+    query_ids = np.sort(np.random.default_rng(seed).choice(n, size=min(num_queries, n), replace=False))
+    k = min(k, n - 1)
+    if k < 1:
+        return {"k": k, "recall": 1.0, "queries": int(len(query_ids))}
+    exact = exact_neighbors_of_rows(matrix, query_ids, k)
+    _, approx = index.search(normalize_rows(matrix[query_ids]), k + 1)
+    hits = 0
+    for qid, want, got in zip(query_ids, exact, approx):
+        got = [i for i in got if i != qid and i >= 0][:k]
+        hits += len(set(want.tolist()) & set(got))
+    return {"k": k, "recall": hits / (k * len(query_ids)), "queries": int(len(query_ids))}

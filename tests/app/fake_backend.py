@@ -1,0 +1,195 @@
+"""A tiny real HTTP server on 127.0.0.1 that answers the backend's routes from a small synthetic dataset.
+
+It exists for the client and callback unit tests only (the browser tests use the real backend). Each
+request is recorded so tests can check what the UI asked for; ``overrides`` maps a path to a canned
+``(status, json_body)`` answer to simulate errors.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+from PIL import Image
+
+CLASSES = ["cat", "dog", "bird"]
+LAYERS = [("conv1.weight", 0, 4), ("layer1.conv.weight", 4, 10), ("fc_conv.weight", 10, 12)]
+NUM_FILTERS = 12
+
+
+def _png(value: int) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.full((8, 8), value, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+class FakeBackend:
+    def __init__(self, num_samples: int = 30):
+        rng = np.random.default_rng(0)
+        self.labels = rng.integers(0, 3, num_samples)
+        self.preds = np.where(rng.random(num_samples) < 0.6, self.labels, (self.labels + 1) % 3)
+        self.confidence = np.round(rng.uniform(0.34, 1.0, num_samples), 3)
+        self.z = rng.normal(size=(num_samples, NUM_FILTERS))
+        self.raw = np.abs(rng.normal(size=(num_samples, NUM_FILTERS))) * 1e-3
+        self.requests: list[tuple[str, str, dict, bytes]] = []
+        self.overrides: dict[str, tuple[int, object]] = {}
+        self.delay = 0.0
+        self.uploads = 0
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def start(self) -> "FakeBackend":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    # ---- route logic -------------------------------------------------------------------------
+    def info(self) -> dict:
+        return {"model": "fake", "dataset": "synthetic", "num_samples": len(self.labels),
+                "num_filters": NUM_FILTERS, "num_layers": len(LAYERS), "accuracy": float(np.mean(self.labels == self.preds)),
+                "classes": CLASSES, "weights_sha256": "0" * 64,
+                "layers": [{"index": i, "name": n, "start": a, "stop": b} for i, (n, a, b) in enumerate(LAYERS)]}
+
+    def listing(self, q: dict) -> dict:
+        ids = np.arange(len(self.labels))
+        if "correct" in q:
+            ids = ids[(self.labels[ids] == self.preds[ids]) == (q["correct"] == "true")]
+        if "true_class" in q:
+            ids = ids[self.labels[ids] == int(q["true_class"])]
+        if "pred_class" in q:
+            ids = ids[self.preds[ids] == int(q["pred_class"])]
+        if q.get("sort") == "confidence":
+            ids = ids[np.argsort(-self.confidence[ids], kind="stable")]
+        offset, limit = int(q.get("offset", 0)), int(q.get("limit", 50))
+        items = [{"id": int(i), "label": int(self.labels[i]), "pred": int(self.preds[i]),
+                  "confidence": float(self.confidence[i])} for i in ids[offset:offset + limit]]
+        return {"total": int(ids.size), "offset": offset, "limit": limit, "items": items}
+
+    def detail(self, i: int) -> dict:
+        probs = np.full(3, (1 - self.confidence[i]) / 2)
+        probs[self.preds[i]] = self.confidence[i]
+        return {"id": i, "label": int(self.labels[i]), "pred": int(self.preds[i]), "probs": probs.tolist(),
+                "loss": 0.5, "correct": bool(self.labels[i] == self.preds[i]), "saliency_label": int(self.labels[i]),
+                "label_name": CLASSES[self.labels[i]], "pred_name": CLASSES[self.preds[i]], "class_names": CLASSES}
+
+    def top_filters(self, i: int, top: int) -> list[dict]:
+        order = np.argsort(-self.z[i], kind="stable")[:top]
+        out = []
+        for f in order:
+            layer = next(k for k, (_, a, b) in enumerate(LAYERS) if a <= f < b)
+            out.append({"filter": int(f), "layer": LAYERS[layer][0], "layer_index": layer,
+                        "channel": int(f - LAYERS[layer][1]), "z": float(self.z[i, f]), "raw": float(self.raw[i, f])})
+        return out
+
+    def neighbors(self, i: int, q: dict) -> list[dict]:
+        k = int(q.get("k", 10))
+        z = self.z
+        if "layers" in q:
+            start, stop = (int(v) for v in q["layers"].split(":"))
+            z = z[:, LAYERS[start][1]:LAYERS[stop - 1][2]]
+        norm = z / np.linalg.norm(z, axis=1, keepdims=True)
+        scores = norm @ norm[i]
+        order = [int(j) for j in np.argsort(-scores, kind="stable") if j != i]
+        if q.get("misclassified_only") == "true":
+            order = [j for j in order if self.labels[j] != self.preds[j]]
+        return [{"id": j, "score": float(scores[j]), "label": int(self.labels[j]), "pred": int(self.preds[j])}
+                for j in order[:k]]
+
+    def prune(self, i: int, body: dict) -> dict:
+        filters = sorted(body["filters"]) if body.get("filters") else list(range(int(body["top_k"])))
+        before = self.detail(i)
+        after_probs = np.roll(before["probs"], len(filters))
+        nb = self.neighbors(i, {"k": 3})
+        return {"filters": filters, "before": {"pred": before["pred"], "probs": before["probs"]},
+                "after": {"pred": int(np.argmax(after_probs)), "probs": after_probs.tolist()},
+                "neighbors": [{"id": n["id"], "label": n["label"], "before": {"pred": n["pred"], "probs": [0.2, 0.3, 0.5]},
+                               "after": {"pred": n["label"], "probs": [0.5, 0.3, 0.2]}} for n in nb]}
+
+    def answer(self, method: str, path: str, q: dict, body: bytes) -> tuple[int, str, bytes]:
+        if path in self.overrides:
+            status, payload = self.overrides[path]
+            return status, "application/json", json.dumps(payload).encode()
+        parts = path.strip("/").split("/")
+        if path == "/api/health":
+            return self._json({"status": "ok", "ready": True})
+        if path == "/api/info":
+            return self._json(self.info())
+        if path == "/api/samples":
+            return self._json(self.listing(q))
+        if path == "/api/uploads" and method == "POST":
+            if b"\x89PNG" not in body:
+                return 415, "application/json", json.dumps({"detail": "not an image in a supported format"}).encode()
+            self.uploads += 1
+            return self._json({"id": 424242, "pred": 1, "probs": [0.1, 0.8, 0.1], "label": None})
+        if len(parts) >= 3 and parts[1] in ("samples", "uploads"):
+            try:
+                i = int(parts[2]) if parts[1] == "samples" else 0
+            except ValueError:
+                return 422, "application/json", json.dumps({"detail": [{"loc": ["path", "sample_id"],
+                                                                        "msg": "Input should be a valid integer"}]}).encode()
+            if not 0 <= i < len(self.labels):
+                return 404, "application/json", json.dumps({"detail": f"no sample {i}"}).encode()
+            view = parts[3] if len(parts) > 3 else ""
+            if view == "":
+                return self._json(self.detail(i))
+            if view == "image.png":
+                return 200, "image/png", _png(i)
+            if view == "input-saliency.png":
+                return 200, "image/png", _png(255 - int(q.get("top_k", 10)))
+            if view == "filters":
+                return self._json(self.top_filters(i, int(q.get("top", 20))))
+            if view == "profile":
+                return self._json({"id": i, "z": self.z[i].tolist(), "layers": self.info()["layers"]})
+            if view == "neighbors":
+                return self._json(self.neighbors(i, q))
+            if view == "prune" and method == "POST":
+                return self._json(self.prune(i, json.loads(body)))
+        return 404, "application/json", json.dumps({"detail": "Not Found"}).encode()
+
+    @staticmethod
+    def _json(payload) -> tuple[int, str, bytes]:
+        return 200, "application/json", json.dumps(payload).encode()
+
+    def _handler(self):
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _serve(self, method: str):
+                url = urlparse(self.path)
+                query = {k: v[0] for k, v in parse_qs(url.query).items()}
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                backend.requests.append((method, url.path, query, body))
+                if backend.delay:
+                    time.sleep(backend.delay)
+                status, ctype, data = backend.answer(method, url.path, query, body)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                if status == 503:
+                    self.send_header("Retry-After", "1")
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._serve("GET")
+
+            def do_POST(self):
+                self._serve("POST")
+
+            def log_message(self, *args):
+                pass
+
+        return Handler

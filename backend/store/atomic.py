@@ -79,7 +79,7 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
 
 def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
     with atomic_writer(path) as handle:
-        np.lib.format.write_array(handle, np.ascontiguousarray(array), allow_pickle=False)
+        np.lib.format.write_array(handle, np.asarray(array, order="C"), allow_pickle=False)
 
 
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
@@ -88,7 +88,7 @@ def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -
         with zipfile.ZipFile(handle, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, array in arrays.items():
                 buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.ascontiguousarray(array), allow_pickle=False)
+                np.lib.format.write_array(buffer, np.asarray(array, order="C"), allow_pickle=False)
                 info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
                 archive.writestr(info, buffer.getvalue())
 

@@ -1,0 +1,1 @@
+"""The precompute job: sharded, resumable, torchrun-aware; writes an artifacts dir (see ``precompute.job``)."""

@@ -1,0 +1,104 @@
+"""Compute everything the dashboard shows for a model and a dataset, and write it to an artifacts dir.
+
+Writes per-sample predictions, raw and standardized filter-saliency profiles, their statistics,
+penultimate-layer features and a FAISS cosine index; manifest.json is written last. Work is saved in
+shards, so rerunning the same command after an interruption resumes it. An up-to-date dir is left alone
+(use --force to recompute). Under torchrun (`torchrun --nproc_per_node N -m precompute ...`) the shards are
+split across the processes.
+
+examples:
+  pss precompute --model demo --data fashion-mnist:test --out artifacts/demo
+  torchrun --nproc_per_node 4 -m precompute --model torchvision:resnet50:IMAGENET1K_V2 \\
+      --data imagefolder:/data/imagenet/val --out artifacts/resnet50 --device cuda --index sq8
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+
+log = logging.getLogger("precompute")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="demo", help="model spec (default: demo), e.g. torchvision:resnet50:IMAGENET1K_V2")
+    parser.add_argument("--data", default="fashion-mnist:test", help="dataset spec (default: fashion-mnist:test)")
+    parser.add_argument("--out", required=True, help="artifacts dir to write (created if missing)")
+    parser.add_argument("--batch-size", type=int, default=64, help="images per forward/backward pass (default 64)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                        help="where the model runs (default auto: cuda when available)")
+    parser.add_argument("--index", choices=["flat", "sq8", "ivf"], default="flat",
+                        help="FAISS index over the standardized profiles: flat = exact (default); sq8/ivf = "
+                             "approximate, smaller/faster for large N (their recall@10 is measured and printed)")
+    parser.add_argument("--limit", type=int, help="only the first N samples of the dataset")
+    parser.add_argument("--shard-size", type=int, default=1024,
+                        help="samples per resumable shard (default 1024)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="data-loading processes for datasets read from disk (default: min(8, CPUs - 1))")
+    parser.add_argument("--feature-layer", metavar="MODULE",
+                        help="module whose input is the penultimate feature vector "
+                             "(default: the last nn.Linear that runs, i.e. the classifier head)")
+    parser.add_argument("--force", action="store_true", help="recompute even if DIR is up to date or holds other artifacts")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from backend.data import load_dataset
+    from backend.errors import PSSError
+    from backend.models import load_model
+
+    from .job import run_precompute
+
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build loaded is noise here
+    if args.limit is not None and args.limit < 2:
+        raise PSSError("--limit must be at least 2")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    device = _device(args.device, distributed)
+    if distributed:
+        _init_distributed(device)
+    try:
+        model = load_model(args.model, device)
+        dataset = load_dataset(args.data, args.model)
+        workers = args.workers if args.workers is not None else min(8, max((os.cpu_count() or 1) - 1, 0))
+        manifest = run_precompute(
+            model, dataset, args.out, model_spec=args.model, data_spec=args.data, batch_size=args.batch_size,
+            shard_size=args.shard_size, index=args.index, limit=args.limit, feature_layer=args.feature_layer,
+            force=args.force, num_workers=workers,
+        )
+    finally:
+        if distributed:
+            torch.distributed.destroy_process_group()
+    if manifest:
+        recall = manifest["index"]["recall_at_10"]
+        print(f"artifacts ready in {args.out}: {manifest['num_samples']} samples, {manifest['num_filters']} filters, "
+              f"accuracy {100 * manifest['accuracy']:.2f}%, index {manifest['index']['kind']}"
+              + (f" (recall@10 {recall:.4f})" if recall is not None else " (exact)"))
+    return 0
+
+
+def _device(name: str, distributed: bool):
+    import torch
+
+    from backend.errors import PSSError
+
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise PSSError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
+    if name == "cuda" and distributed:
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _init_distributed(device) -> None:
+    """One process group per torchrun job: nccl between GPUs, gloo between CPU processes."""
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", device_id=device
+                                if device.type == "cuda" else None)
+    log.info("rank %d of %d on %s", dist.get_rank(), dist.get_world_size(), device)

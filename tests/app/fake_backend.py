@@ -181,7 +181,10 @@ class FakeBackend:
                 if status == 503:
                     self.send_header("Retry-After", "1")
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (the timeout test)
 
             def do_GET(self):
                 self._serve("GET")

@@ -1,0 +1,59 @@
+"""Gallery callbacks as functions: URL state, server-side paging and the confidence window."""
+
+import numpy as np
+
+from app.pages import gallery
+
+
+def test_query_round_trip():
+    state = {"true": 1, "pred": 2, "show": "all", "conf": [0.25, 0.9], "page": 3}
+    assert gallery.parse_query(gallery.build_query(state)) == state
+    assert gallery.build_query({"true": None, "pred": None, "show": "mistakes", "conf": [0, 1], "page": 0}) == ""
+
+
+def test_bad_query_values_fall_back():
+    state = gallery.parse_query("?true=x&show=nope&min_conf=2&page=-4")
+    assert state == {"true": None, "pred": None, "show": "mistakes", "conf": [1.0, 1.0], "page": 0}
+    assert gallery.parse_query("?true=2&pred=2")["show"] == "correct"
+
+
+def _expected(fake, show, low, high):
+    ids = np.arange(len(fake.labels))
+    if show == "mistakes":
+        ids = ids[fake.labels[ids] != fake.preds[ids]]
+    ids = ids[np.argsort(-fake.confidence[ids], kind="stable")]
+    return [int(i) for i in ids if low <= fake.confidence[i] <= high]
+
+
+def test_confidence_window_matches_a_direct_filter(client, fake, monkeypatch):
+    monkeypatch.setattr(gallery, "PAGE_SIZE", 4)
+    for low, high in [(0.0, 1.0), (0.5, 1.0), (0.0, 0.6), (0.45, 0.8), (0.99, 1.0)]:
+        expected = _expected(fake, "all", low, high)
+        got, page = [], 0
+        while True:
+            total, items = gallery.fetch_page(client, {"true": None, "pred": None, "show": "all",
+                                                       "conf": [low, high], "page": page})
+            assert total == len(expected)
+            if not items:
+                break
+            got += [it["id"] for it in items]
+            page += 1
+        assert got == expected, (low, high)
+
+
+def test_render_results_pages_and_clamps(client, fake, monkeypatch):
+    monkeypatch.setattr(gallery, "PAGE_SIZE", 5)
+    mistakes = _expected(fake, "mistakes", 0, 1)
+    state = {"true": None, "pred": None, "show": "mistakes", "conf": [0, 1], "page": 99}
+    grid, label, no_prev, no_next, page = gallery.render_results(client, state)
+    pages = -(-len(mistakes) // 5)
+    assert page == pages - 1 and no_next and not no_prev
+    assert f"{len(mistakes)} mistakes · page {pages} of {pages}" in label
+    assert "/sample/" in str(grid)
+
+
+def test_render_results_backend_error(client, fake):
+    fake.overrides["/api/samples"] = (422, {"detail": "true_class must be in [0, 2], got 7"})
+    grid, label, *_ = gallery.render_results(client, {"true": 7, "pred": None, "show": "mistakes",
+                                                       "conf": [0, 1], "page": 0})
+    assert "true_class must be in [0, 2]" in str(grid)

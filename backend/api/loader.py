@@ -36,10 +36,10 @@ def load_service(settings: Settings) -> Service:
     digest = weights_sha256(model)
     if settings.check_artifacts:
         artifacts.check_matches(artifacts.model_spec, digest, FilterLayout.from_model(model), dataset.fingerprint())
-    if len(dataset) != artifacts.num_samples:
+    if len(dataset) < artifacts.num_samples:
         raise PSSError(
             f"artifacts in {settings.artifacts} hold {artifacts.num_samples} samples but dataset "
-            f"{artifacts.data_spec!r} has {len(dataset)}; rerun `pss precompute --force`"
+            f"{artifacts.data_spec!r} has only {len(dataset)}; rerun `pss precompute --force`"
         )
     log.info("serving %r on %s: model %s, %s", str(settings.artifacts), device, artifacts.model_spec, dataset)
     return Service(settings, artifacts, model, dataset, device, weights_sha256=digest)

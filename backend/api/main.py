@@ -44,7 +44,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         from .loader import load_service
 
         owned = service is None
-        app.state.service = await run_in_threadpool(load_service, settings) if owned else service
+        if owned:
+            app.state.service = await run_in_threadpool(load_service, settings)
         threading.Thread(target=app.state.service.warm_up, name="pss-warm-up", daemon=True).start()
         try:
             yield
@@ -59,6 +60,8 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
         "artifacts dir (Levin et al., 'Where do Models go Wrong? Parameter-Space Saliency Maps').",
         lifespan=lifespan,
     )
+    if service is not None:
+        app.state.service = service  # usable even by clients that skip the lifespan (ASGI test transports)
     for module in (health, info, samples, uploads):
         app.include_router(module.router, prefix="/api", responses=ERRORS)
     app.add_middleware(

@@ -129,3 +129,12 @@ class PruneOut(BaseModel):
     before: Prediction
     after: Prediction
     neighbors: list[PrunedNeighbor]
+
+
+class SummaryOut(BaseModel):
+    confusion: list[list[int]] = Field(description="confusion[true][pred] sample counts")
+    num_correct: int
+    num_misclassified: int
+    mean_profile_correct: list[float] = Field(description="mean standardized profile of correct samples")
+    mean_profile_misclassified: list[float] = Field(description="mean standardized profile of mistakes")
+    mean_raw: list[float] = Field(description="dataset mean of the raw saliency per filter")

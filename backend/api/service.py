@@ -7,6 +7,7 @@ index) run directly in the request's thread.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from backend.render import overlay, png_bytes
 from backend.saliency import filter_saliency, input_saliency, prune_filters
+from backend.saliency.profile import logits_of
 
 from .cache import TTLCache
 from .images import UploadRejected, decode_upload
@@ -28,6 +30,7 @@ log = logging.getLogger(__name__)
 
 DISPLAY_SIZE = 224  # small images (28x28 Fashion-MNIST) are enlarged to this for display
 UPLOAD_ID_BITS = 52  # ids stay exact as JavaScript numbers and cannot be guessed
+SUMMARY_CHUNK = 4096  # profile rows read at a time for the summary (bounded memory on large datasets)
 
 
 class NotFound(Exception):
@@ -81,6 +84,9 @@ class Service:
         self.results = TTLCache(settings.result_cache_size, settings.result_ttl_s)
         self.uploads = TTLCache(settings.upload_cache_size, settings.upload_ttl_s)
         self.ready = threading.Event()
+        self.feature_layer = _feature_layer(artifacts.manifest)
+        self._summary: dict | None = None
+        self._summary_lock = threading.Lock()
 
     # ------------------------------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
@@ -282,6 +288,36 @@ class Service:
             "weights_sha256": self.weights_sha256,
         }
 
+    def summary(self) -> dict:
+        """Dataset-wide aggregates for the overview page, computed once (one pass over the profiles)."""
+        with self._summary_lock:
+            if self._summary is None:
+                self._summary = self._compute_summary()
+            return self._summary
+
+    def _compute_summary(self) -> dict:
+        num_classes = len(self.class_names)
+        confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+        np.add.at(confusion, (self.labels, self.preds), 1)
+        sums = np.zeros((2, self.num_filters), dtype=np.float64)
+        correct = self.labels == self.preds
+        profiles = self.artifacts.profiles_std
+        for start in range(0, self.num_samples, SUMMARY_CHUNK):
+            rows = np.asarray(profiles[start : start + SUMMARY_CHUNK], dtype=np.float64)
+            mask = correct[start : start + SUMMARY_CHUNK]
+            sums[1] += rows[mask].sum(axis=0)
+            sums[0] += rows[~mask].sum(axis=0)
+        counts = np.array([(~correct).sum(), correct.sum()])
+        means = sums / np.maximum(counts, 1)[:, None]
+        return {
+            "confusion": confusion.tolist(),
+            "num_correct": int(counts[1]),
+            "num_misclassified": int(counts[0]),
+            "mean_profile_correct": means[1].tolist() if counts[1] else [],
+            "mean_profile_misclassified": means[0].tolist() if counts[0] else [],
+            "mean_raw": self.stats.mean.tolist(),
+        }
+
     # ------------------------------------------------------------------------------------- helpers
     def _check_range(self, name: str, value: int, low: int, high: int) -> None:
         if not low <= value <= high:
@@ -314,16 +350,14 @@ class Service:
         return raw[0].numpy()
 
     def _upload_job(self, image: torch.Tensor, label: int | None):
-        with torch.no_grad():
-            x = image[None].to(self.device)
-            logits = self.model(x)[0].float().cpu()
-            features = self._features(x)
+        from precompute.job import OutputCapture
+
+        with torch.no_grad(), OutputCapture(self.model, self.feature_layer) as capture:
+            logits = logits_of(self.model(image[None].to(self.device)))[0].float().cpu()
+        features = capture.features[0].float().cpu().numpy()
         saliency_label = int(logits.argmax()) if label is None else label
         return logits, self._profile_job(image, saliency_label), features
 
-    def _features(self, x: torch.Tensor) -> np.ndarray | None:
-        extract = getattr(self.artifacts, "extract_features", None)
-        return None if extract is None else np.asarray(extract(self.model, x))[0]
 
     def _input_saliency_job(self, s: Subject, top_k: int, boost: float) -> bytes:
         heat = input_saliency(
@@ -343,3 +377,9 @@ class Service:
     def _predictions(logits: torch.Tensor) -> list[dict]:
         probs = torch.softmax(logits.double(), dim=1).float().cpu()
         return [{"pred": int(p.argmax()), "probs": p.tolist()} for p in probs]
+
+
+def _feature_layer(manifest: dict) -> str | None:
+    """The module whose input the precompute job stored as features (None: the last nn.Linear, its default)."""
+    match = re.fullmatch(r"input of module '(.+)'", str(manifest.get("engine", {}).get("features", "")))
+    return match.group(1) if match else None

@@ -110,8 +110,7 @@ def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
     return out
 
 
-def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers,
-                            note: str = "") -> go.Figure:
+def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers) -> go.Figure:
     """Figure 2: average standardized profiles of correctly vs wrongly classified samples."""
     x = np.arange(len(mean_correct))
     fig = go.Figure()
@@ -121,12 +120,12 @@ def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, la
                                    hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
     _layer_bands(fig, layers)
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
-    title = "Average saliency profiles (filters sorted within each layer)" + (f" — {note}" if note else "")
-    return _base_layout(fig, 330, title=dict(text=title, font=dict(size=14)),
+    return _base_layout(fig, 330, title=dict(text="Average saliency profiles (filters sorted within each layer)",
+                                             font=dict(size=14)),
                         legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
 
 
-def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers, note: str = "") -> go.Figure:
+def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
     """Figure 1: raw mean |dL/dW| per filter over the dataset; its spread across layers is why profiles are
     standardized before comparing filters."""
     mean_raw = np.asarray(mean_raw, dtype=float)
@@ -136,8 +135,8 @@ def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers, note: str = "") ->
     _layer_bands(fig, layers)
     positive = mean_raw[mean_raw > 0]
     fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
-    title = "Raw filter saliency, averaged over the dataset" + (f" — {note}" if note else "")
-    return _base_layout(fig, 300, title=dict(text=title, font=dict(size=14)), showlegend=False)
+    return _base_layout(fig, 300, title=dict(text="Raw filter saliency, averaged over the dataset",
+                                             font=dict(size=14)), showlegend=False)
 
 
 def filter_label(item: dict) -> str:

@@ -3,22 +3,16 @@ mistakes differ in parameter space on average (the paper's Figures 1 and 2)."""
 
 from __future__ import annotations
 
-import threading
 from urllib.parse import urlencode
 
 import numpy as np
 from dash import Input, Output, dcc, html, no_update
 
 from app import figures
-from app.client import BackendClient, BackendError, Ref
+from app.client import BackendClient, BackendError
 from app.components import alert, card, class_name, error_alert
 
 PREFIX = "overview"
-FALLBACK_PER_GROUP = 24  # samples per group (correct / misclassified) when the backend has no summary route
-LIST_PAGE = 500
-
-_summary_cache: dict[tuple, tuple[dict, str]] = {}
-_summary_lock = threading.Lock()
 
 
 def layout(client: BackendClient, info: dict) -> html.Div:
@@ -61,72 +55,6 @@ def layout(client: BackendClient, info: dict) -> html.Div:
     )
 
 
-def _profile_vector(answer) -> np.ndarray:
-    return np.asarray(answer["z"] if isinstance(answer, dict) else answer, dtype=float)
-
-
-def _all_samples(client: BackendClient, **filters) -> list[dict]:
-    items, offset = [], 0
-    while True:
-        page = client.samples(offset=offset, limit=LIST_PAGE, **filters)
-        items.extend(page["items"])
-        offset += LIST_PAGE
-        if offset >= int(page["total"]) or not page["items"]:
-            return items
-
-
-def _estimate_summary(client: BackendClient, info: dict) -> tuple[dict, str]:
-    """What the overview needs, from the per-sample routes, for a backend without ``GET /api/summary``:
-    the exact confusion matrix from the listing, average profiles from a few samples of each group."""
-    num_classes = len(info.get("classes", []))
-    items = _all_samples(client)
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    for item in items:
-        confusion[int(item["label"]), int(item["pred"])] += 1
-    groups = {True: [], False: []}
-    for item in items:
-        group = groups[int(item["label"]) == int(item["pred"])]
-        if len(group) < FALLBACK_PER_GROUP:
-            group.append(int(item["id"]))
-    means, raw_sum, raw_count = {}, None, 0
-    for correct, ids in groups.items():
-        profiles = []
-        for sample_id in ids:
-            ref = Ref("samples", str(sample_id))
-            profiles.append(_profile_vector(client.profile(ref)))
-            raw = np.zeros(int(info["num_filters"]))
-            for f in client.filters(ref, top=int(info["num_filters"])):
-                raw[int(f["filter"])] = float(f["raw"])
-            raw_sum = raw if raw_sum is None else raw_sum + raw
-            raw_count += 1
-        means[correct] = np.mean(profiles, axis=0) if profiles else np.zeros(int(info["num_filters"]))
-    summary = {
-        "confusion": confusion.tolist(),
-        "mean_profile_correct": means[True].tolist(),
-        "mean_profile_misclassified": means[False].tolist(),
-        "mean_raw": (raw_sum / max(raw_count, 1)).tolist() if raw_sum is not None else [],
-    }
-    note = f"estimated from {len(groups[True])} correct and {len(groups[False])} misclassified samples"
-    return summary, note
-
-
-def load_summary(client: BackendClient, info: dict) -> tuple[dict, str]:
-    """``GET /api/summary`` when the backend has it, else an estimate; cached per backend and model."""
-    key = (client.base_url, info.get("model"), info.get("dataset"), info.get("weights_sha256"))
-    with _summary_lock:
-        if key in _summary_cache:
-            return _summary_cache[key]
-    try:
-        result = (client.summary(), "")
-    except BackendError as exc:
-        if exc.status != 404:
-            raise
-        result = _estimate_summary(client, info)
-    with _summary_lock:
-        _summary_cache[key] = result
-    return result
-
-
 def top_confusions(confusion: np.ndarray, names, limit: int = 8) -> list[tuple[int, int, int]]:
     """The most frequent (true, pred, count) off-diagonal cells, largest first."""
     confusion = np.asarray(confusion)
@@ -144,7 +72,7 @@ def render(client: BackendClient) -> tuple:
     """Everything the overview shows, or a message in each place when the backend fails."""
     try:
         info = client.info()
-        summary, note = load_summary(client, info)
+        summary = client.summary()
     except BackendError as exc:
         message = error_alert(exc, "the dataset summary")
         return message, message, message, message
@@ -164,14 +92,14 @@ def render(client: BackendClient) -> tuple:
     if len(summary.get("mean_profile_correct", [])) and len(summary.get("mean_profile_misclassified", [])):
         fig2 = dcc.Graph(figure=figures.average_profiles_figure(np.asarray(summary["mean_profile_correct"]),
                                                                 np.asarray(summary["mean_profile_misclassified"]),
-                                                                layers, note), config=graph_config)
+                                                                layers), config=graph_config)
     else:
-        fig2 = alert("No average profiles available.", "info")
+        fig2 = alert("Figure 2 needs both correct and misclassified samples; this dataset lacks one kind.", "info")
     if len(summary.get("mean_raw", [])):
-        fig1 = dcc.Graph(figure=figures.raw_gradient_figure(np.asarray(summary["mean_raw"]), layers, note),
+        fig1 = dcc.Graph(figure=figures.raw_gradient_figure(np.asarray(summary["mean_raw"]), layers),
                          config=graph_config)
     else:
-        fig1 = alert("No raw saliency averages available.", "info")
+        fig1 = alert("The backend sent no raw saliency averages.", "info")
     return conf_graph, top, fig2, fig1
 
 

@@ -62,6 +62,14 @@ class FakeBackend:
                 "classes": CLASSES, "weights_sha256": "0" * 64,
                 "layers": [{"index": i, "name": n, "start": a, "stop": b} for i, (n, a, b) in enumerate(LAYERS)]}
 
+    def summary(self) -> dict:
+        confusion = np.zeros((3, 3), dtype=int)
+        np.add.at(confusion, (self.labels, self.preds), 1)
+        correct = self.labels == self.preds
+        return {"confusion": confusion.tolist(), "num_correct": int(correct.sum()),
+                "num_misclassified": int((~correct).sum()), "mean_profile_correct": self.z[correct].mean(0).tolist(),
+                "mean_profile_misclassified": self.z[~correct].mean(0).tolist(), "mean_raw": self.raw.mean(0).tolist()}
+
     def listing(self, q: dict) -> dict:
         ids = np.arange(len(self.labels))
         if "correct" in q:
@@ -126,6 +134,8 @@ class FakeBackend:
             return self._json({"status": "ok", "ready": True})
         if path == "/api/info":
             return self._json(self.info())
+        if path == "/api/summary":
+            return self._json(self.summary())
         if path == "/api/samples":
             return self._json(self.listing(q))
         if path == "/api/uploads" and method == "POST":

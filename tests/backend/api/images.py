@@ -21,7 +21,7 @@ def pattern(width: int = 40, height: int = 24, seed: int = 0) -> Image.Image:
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     pixels[: height // 2, : width // 3] = 255
-    return Image.fromarray(pixels, mode="RGB")
+    return Image.fromarray(pixels)
 
 
 def png_with_size(width: int, height: int) -> bytes:
@@ -55,8 +55,9 @@ def exif_rotated() -> tuple[bytes, Image.Image]:
 def sixteen_bit() -> tuple[bytes, Image.Image]:
     """A 16-bit greyscale PNG and its 8-bit equivalent (high byte)."""
     values = (np.arange(32 * 32, dtype=np.uint32).reshape(32, 32) * 64 % 65536).astype(np.uint16)
-    image = Image.fromarray(values, mode="I;16")
-    eight = Image.fromarray(np.round(values / 65535 * 255).astype(np.uint8), mode="L")
+    image = Image.fromarray(values)
+    assert image.mode == "I;16"
+    eight = Image.fromarray(np.round(values / 65535 * 255).astype(np.uint8))
     return encode(image, "PNG"), eight
 
 

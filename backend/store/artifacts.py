@@ -243,13 +243,14 @@ class Artifacts:
 
     # ---------------------------------------------------------------------------------- searching
     def filter_range(self, layers: tuple[int, int]) -> tuple[int, int]:
-        """Half-open filter range of a ``(start, stop)`` layer range (slice semantics over ``layout.layers``)."""
+        """Half-open filter range of a ``(start, stop)`` layer range (slice semantics over ``layout.layers``;
+        negative indices and ``None`` ends work as in Python slices)."""
         start, stop = self._layer_bounds(layers)
         return self.layout.spans[start].start, self.layout.spans[stop - 1].stop
 
     def _layer_bounds(self, layers) -> tuple[int, int]:
         try:
-            start, stop = (int(v) for v in layers)
+            start, stop = (None if v is None else int(v) for v in layers)
         except (TypeError, ValueError) as exc:
             raise PSSError(f"layers must be a (start, stop) pair of layer indices, got {layers!r}") from exc
         start, stop, _ = slice(start, stop).indices(len(self.layout))

@@ -37,10 +37,10 @@ def short_layer(name: str) -> str:
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
 
-def _base_layout(fig: go.Figure, height: int, **kwargs) -> go.Figure:
+def _base_layout(fig: go.Figure, height: int, margin: dict | None = None, **kwargs) -> go.Figure:
     fig.update_layout(
         height=height,
-        margin=dict(l=10, r=10, t=36, b=10),
+        margin=margin or dict(l=10, r=10, t=36, b=10),
         font=dict(family=FONT, size=12, color="#1f2933"),
         plot_bgcolor="white",
         paper_bgcolor="white",
@@ -85,8 +85,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
                              hovertemplate=hover, xgap=2, ygap=2))
     fig.update_xaxes(title="predicted class", side="bottom", tickangle=-35, showgrid=False)
     fig.update_yaxes(title="true class", autorange="reversed", showgrid=False)
-    return _base_layout(fig, 120 + 38 * n, title=dict(text="Confusion matrix — click a cell to see those mistakes",
-                                                       font=dict(size=14)))
+    return _base_layout(fig, 90 + 38 * n, margin=dict(l=10, r=10, t=10, b=10))
 
 
 def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
@@ -115,28 +114,25 @@ def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, la
     x = np.arange(len(mean_correct))
     fig = go.Figure()
     for values, name, colour in ((mean_correct, "correct", CORRECT), (mean_wrong, "misclassified", WRONG)):
-        fig.add_trace(go.Scattergl(x=x, y=sort_within_layers(values, layers), mode="lines", name=name,
+        fig.add_trace(go.Scatter(x=x, y=sort_within_layers(values, layers), mode="lines", name=name,
                                    line=dict(color=colour, width=1.4),
                                    hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
     _layer_bands(fig, layers)
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
-    return _base_layout(fig, 330, title=dict(text="Average saliency profiles (filters sorted within each layer)",
-                                             font=dict(size=14)),
-                        legend=dict(orientation="h", x=1, xanchor="right", y=1.02, yanchor="bottom"))
+    return _base_layout(fig, 320, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
 
 
 def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
     """Figure 1: raw mean |dL/dW| per filter over the dataset; its spread across layers is why profiles are
     standardized before comparing filters."""
     mean_raw = np.asarray(mean_raw, dtype=float)
-    fig = go.Figure(go.Scattergl(x=np.arange(len(mean_raw)), y=mean_raw, mode="markers",
+    fig = go.Figure(go.Scatter(x=np.arange(len(mean_raw)), y=mean_raw, mode="markers",
                                  marker=dict(size=3, color=ACCENT), name="mean |grad|",
                                  hovertemplate="filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
     _layer_bands(fig, layers)
     positive = mean_raw[mean_raw > 0]
     fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
-    return _base_layout(fig, 300, title=dict(text="Raw filter saliency, averaged over the dataset",
-                                             font=dict(size=14)), showlegend=False)
+    return _base_layout(fig, 290, showlegend=False)
 
 
 def filter_label(item: dict) -> str:
@@ -159,26 +155,24 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
     ))
     fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False)
     fig.update_xaxes(title="standardized saliency (z)", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
-    return _base_layout(fig, 70 + 22 * len(filters), title=dict(text="Most salient filters", font=dict(size=14)),
-                        bargap=0.25)
+    return _base_layout(fig, 60 + 21 * len(filters), bargap=0.25, margin=dict(l=10, r=30, t=10, b=10))
 
 
 def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = ()) -> go.Figure:
     """The full standardized profile of one sample in filter order, its top filters marked."""
     profile = np.asarray(profile, dtype=float)
     x = np.arange(len(profile))
-    fig = go.Figure(go.Scattergl(x=x, y=profile, mode="lines", line=dict(color=MUTED, width=1), name="profile",
+    fig = go.Figure(go.Scatter(x=x, y=profile, mode="lines", line=dict(color=MUTED, width=1), name="profile",
                                  hovertemplate="filter %{x}<br>z = %{y:.2f}<extra></extra>"))
     marked = np.asarray([m for m in marked if 0 <= int(m) < len(profile)], dtype=int)
     if marked.size:
-        fig.add_trace(go.Scattergl(x=marked, y=profile[marked], mode="markers", name="top filters",
+        fig.add_trace(go.Scatter(x=marked, y=profile[marked], mode="markers", name="top filters",
                                    marker=dict(color=WRONG, size=8, line=dict(color="white", width=1)),
                                    customdata=marked,
                                    hovertemplate="filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
     _layer_bands(fig, layers)
     fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
-    return _base_layout(fig, 280, title=dict(text="Full saliency profile (top filters marked)", font=dict(size=14)),
-                        showlegend=False)
+    return _base_layout(fig, 260, showlegend=False)
 
 
 def probability_figure(class_names: Sequence[str], before: Sequence[float], after: Sequence[float] | None = None,
@@ -200,6 +194,6 @@ def probability_figure(class_names: Sequence[str], before: Sequence[float], afte
                              marker_color=ACCENT, hovertemplate="%{y}: %{x:.1%}<extra>after</extra>"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#f0f2f5")
     fig.update_yaxes(autorange="reversed", automargin=True)
-    return _base_layout(fig, 60 + 34 * len(keep) * (1 if after_arr is None else 1.4), barmode="group",
-                        legend=dict(orientation="h", x=0, y=-0.12, yanchor="top"), bargap=0.2,
-                        title=dict(text="Class probabilities", font=dict(size=14)))
+    return _base_layout(fig, 70 + 30 * len(keep) * (1 if after_arr is None else 1.5), barmode="group",
+                        legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"), bargap=0.2,
+                        showlegend=after_arr is not None, margin=dict(l=10, r=10, t=30, b=10))

@@ -36,7 +36,8 @@ def layout(client: BackendClient, info: dict) -> html.Div:
                 [
                     card("Where the model goes wrong",
                          dcc.Loading(html.Div(id=f"{PREFIX}-confusion-box"), type="dot"),
-                         className="col-7"),
+                         className="col-7",
+                         extra=html.Span("confusion matrix: click a cell to see those samples", className="hint")),
                     card("Most frequent confusions", dcc.Loading(html.Div(id=f"{PREFIX}-top-confusions"), type="dot"),
                          html.P("Parameter-space saliency asks which filters are responsible for a mistake: "
                                 "the gradient of the loss with respect to each filter, standardized over the "

@@ -140,46 +140,39 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
         ),
         className="col-5",
     )
-    pruning = card(
-        "Live pruning",
-        html.Div(
-            [
-                html.Div([html.Label("Prune top-k filters"),
-                          dcc.Slider(id=f"{PREFIX}-prune-k", min=0, max=MAX_PRUNE, step=1, value=state["prune"],
-                                     marks={v: str(v) for v in (0, 5, 10, 15, 20)}, updatemode="mouseup",
-                                     tooltip={"placement": "bottom"}, allow_direct_input=False)],
-                         className="control control-wide"),
-                html.Div([html.Label("chosen by"),
-                          dcc.RadioItems(id=f"{PREFIX}-prune-mode", value=state["mode"], inline=True,
-                                         className="radio-row",
-                                         options=[{"label": "most salient", "value": "salient"},
-                                                  {"label": "random", "value": "random"},
-                                                  {"label": "least salient", "value": "least"}])],
-                         className="control"),
-            ],
-            className="controls-row",
-        ),
-        dcc.Loading(html.Div(id=f"{PREFIX}-prediction"), type="dot", delay_show=150),
-        className="col-7",
-    )
     filters_card = card(
         "Most salient filters",
-        html.Div(
-            [
-                html.Div(dcc.Loading(dcc.Graph(id=f"{PREFIX}-filters-graph", config={"displayModeBar": False},
-                                               figure=figures.empty_figure("loading…"), className="clickable-graph"),
-                                     type="dot", delay_show=150), className="col-6"),
-                html.Div([html.Div("Tick filters to switch them off:", className="hint"),
-                          dcc.Checklist(id=f"{PREFIX}-prune-check", options=[], value=[],
-                                        className="filter-checklist", inputClassName="filter-check-input")],
-                         className="col-6 checklist-col"),
-            ],
-            className="row row-tight",
-        ),
-        dcc.Loading(dcc.Graph(id=f"{PREFIX}-profile-graph", config={"displaylogo": False},
-                              figure=figures.empty_figure("loading…", 280)), type="dot", delay_show=150),
-        html.Div(id=f"{PREFIX}-filter-mistakes", className="filter-mistakes"),
+        dcc.Loading(dcc.Graph(id=f"{PREFIX}-filters-graph", config={"displayModeBar": False},
+                              figure=figures.empty_figure("loading…"), className="clickable-graph"),
+                    type="dot", delay_show=150),
         extra=html.Span("click a bar: other mistakes with that filter", className="hint"),
+        className="col-7",
+    )
+    pruning = card(
+        "Live pruning",
+        html.Div([html.Label("Prune top-k filters"),
+                  dcc.Slider(id=f"{PREFIX}-prune-k", min=0, max=MAX_PRUNE, step=1, value=state["prune"],
+                             marks={v: str(v) for v in (0, 5, 10, 15, 20)}, updatemode="mouseup",
+                             tooltip={"placement": "bottom"}, allow_direct_input=False)], className="control"),
+        html.Div([html.Label("chosen by"),
+                  dcc.RadioItems(id=f"{PREFIX}-prune-mode", value=state["mode"], inline=True, className="radio-row",
+                                 options=[{"label": "most salient", "value": "salient"},
+                                          {"label": "random", "value": "random"},
+                                          {"label": "least salient", "value": "least"}])], className="control"),
+        html.Div([html.Label("or tick the filters to switch off"),
+                  dcc.Checklist(id=f"{PREFIX}-prune-check", options=[], value=[], className="filter-checklist",
+                                inputClassName="filter-check-input")], className="control"),
+        className="col-5",
+    )
+    prediction = card("Prediction with those filters off",
+                      dcc.Loading(html.Div(id=f"{PREFIX}-prediction"), type="dot", delay_show=150),
+                      className="col-7")
+    profile_card = card(
+        "Full saliency profile",
+        dcc.Loading(dcc.Graph(id=f"{PREFIX}-profile-graph", config={"displaylogo": False},
+                              figure=figures.empty_figure("loading…", 260)), type="dot", delay_show=150),
+        html.Div(id=f"{PREFIX}-filter-mistakes", className="filter-mistakes"),
+        extra=html.Span("filters in model order, layers shallow → deep; red dots: the top 10", className="hint"),
     )
     neighbors_card = card(
         "Nearest neighbours",
@@ -210,8 +203,9 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
             dcc.Store(id=f"{PREFIX}-ref", data={"kind": ref.kind, "id": ref.id}),
             dcc.Store(id=f"{PREFIX}-filters"),
             html.Div([back, html.Div(id=f"{PREFIX}-header", className="sample-header")], className="page-title"),
-            html.Div([images, pruning], className="row"),
-            filters_card,
+            html.Div([images, filters_card], className="row"),
+            html.Div([pruning, prediction], className="row"),
+            profile_card,
             neighbors_card,
         ],
         className="page page-sample",
@@ -270,7 +264,7 @@ def load_filters(client: BackendClient, ref: Ref):
     marked = [int(f["filter"]) for f in filters[:10]]
     fig = figures.profile_figure(np.asarray(profile["z"], dtype=float), layers, marked)
     options = [{"label": html.Span([html.Span(figures.filter_label(f), className="check-name"),
-                                    html.Span(f"z {float(f['z']):.1f}", className="check-z")]),
+                                    html.Span(f"z {float(f['z']):.1f}", className="check-z")], className="check-label"),
                 "value": int(f["filter"])} for f in filters]
     return filters, fig, options
 
@@ -351,9 +345,7 @@ def prediction_panel(client: BackendClient, ref: Ref, checked, prune_k: int, mod
     neighbours = html.Details([html.Summary(f"Saliency neighbours under the same pruning: {fixed} of {len(rows)} "
                                             f"flip to correct"), table], open=True, className="flip-details") \
         if rows else None
-    return [summary, html.Div([html.Div(dcc.Graph(figure=fig, config={"displayModeBar": False},
-                                                  id=f"{PREFIX}-prob-graph"), className="col-6"),
-                               html.Div(neighbours, className="col-6")], className="row row-tight")]
+    return [summary, dcc.Graph(figure=fig, config={"displayModeBar": False}, id=f"{PREFIX}-prob-graph"), neighbours]
 
 
 def neighbor_strip(client: BackendClient, ref: Ref, layers_value, space: str, mistakes_only) -> list:

@@ -57,6 +57,11 @@ class ComputeWorker:
             raise outcome
         return outcome
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting (not counting the one running)."""
+        return self._jobs.qsize()
+
     def stop(self) -> None:
         self._jobs.put(None)
         self._thread.join(timeout=30)

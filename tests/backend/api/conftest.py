@@ -137,3 +137,9 @@ def reference(artifacts_dir) -> Reference:
     artifacts = Artifacts.open(artifacts_dir)
     spec = artifacts.model_spec
     return Reference(artifacts, load_model(spec, "cpu"), load_dataset(artifacts.data_spec, spec), spec)
+
+
+def serve_command(artifacts: Path, port: int) -> list[str]:
+    import sys
+
+    return [sys.executable, "-m", "backend.cli", "serve", "--artifacts", str(artifacts), "--port", str(port), "--device", "cpu"]

@@ -18,15 +18,16 @@ import math
 import numpy as np
 
 INDEX_KINDS = ("flat", "sq8", "ivf")
-_CHUNK_ROWS = 4096
-_TRAIN_ROWS = 65536
+_CHUNK_BYTES = 1 << 27  # rows are streamed from the (memory-mapped) matrix in chunks of about this size
+_TRAIN_BYTES = 1 << 30  # training sample cap (sq8 learns per-dimension ranges; ivf needs 39 rows per list)
 
 log = logging.getLogger(__name__)
 
 
-def normalize_rows(x: np.ndarray) -> np.ndarray:
-    """float32 copy of ``x`` with unit L2 rows; all-zero rows stay zero (cosine 0 with everything)."""
-    x = np.array(x, dtype=np.float32, copy=True)
+def normalize_rows(x: np.ndarray, *, copy: bool = True) -> np.ndarray:
+    """float32 ``x`` with unit L2 rows (a copy unless ``copy=False`` and ``x`` is already float32);
+    all-zero rows stay zero (cosine 0 with everything)."""
+    x = np.array(x, dtype=np.float32, copy=True) if copy else np.asarray(x, dtype=np.float32)
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     np.divide(x, norms, out=x, where=norms > 0)
     return x
@@ -60,7 +61,7 @@ def range_cosine(
     a, b = bounds
     q = np.ascontiguousarray(query[a:b], dtype=np.float32)
     q_norm = float(np.linalg.norm(q.astype(np.float64)))
-    dots = matrix[:, a:b] @ q
+    dots = np.asarray(matrix[:, a:b] @ q)
     row_sq = prefix_sq[:, norm_cols[1]] - prefix_sq[:, norm_cols[0]]
     denom = np.sqrt(np.maximum(row_sq, 0.0)) * q_norm
     out = np.zeros(dots.shape[0], dtype=np.float64)
@@ -69,14 +70,24 @@ def range_cosine(
 
 
 def prefix_squares(matrix: np.ndarray, boundaries: list[int]) -> np.ndarray:
-    """``[N, len(boundaries)]`` float64: each row's sum of squares over dimensions ``[0, boundary)``."""
-    boundaries = list(boundaries)
+    """``[N, len(boundaries)]`` float64: each row's sum of squares over dimensions ``[0, boundary)``.
+
+    ``boundaries`` are the layer starts followed by the profile length: 0 first, strictly increasing.
+    """
+    boundaries = [int(b) for b in boundaries]
+    if boundaries[0] != 0 or boundaries[-1] != matrix.shape[1] or any(a >= b for a, b in zip(boundaries, boundaries[1:])):
+        raise ValueError(f"boundaries must run strictly upwards from 0 to {matrix.shape[1]}")
     out = np.zeros((matrix.shape[0], len(boundaries)), dtype=np.float64)
-    for start in range(0, matrix.shape[0], _CHUNK_ROWS):
-        block = np.asarray(matrix[start : start + _CHUNK_ROWS], dtype=np.float64)
-        cumulative = np.concatenate([np.zeros((block.shape[0], 1)), np.cumsum(block * block, axis=1)], axis=1)
-        out[start : start + block.shape[0]] = cumulative[:, boundaries]
+    rows = chunk_rows(matrix.shape[1], itemsize=8)
+    for start in range(0, matrix.shape[0], rows):
+        block = np.asarray(matrix[start : start + rows], dtype=np.float64)
+        per_layer = np.add.reduceat(block * block, boundaries[:-1], axis=1)
+        out[start : start + block.shape[0], 1:] = np.cumsum(per_layer, axis=1)
     return out
+
+
+def chunk_rows(dim: int, itemsize: int = 4) -> int:
+    return max(1, _CHUNK_BYTES // (dim * itemsize))
 
 
 def build_index(kind: str, matrix: np.ndarray, *, seed: int = 0):
@@ -96,10 +107,12 @@ def build_index(kind: str, matrix: np.ndarray, *, seed: int = 0):
         index.cp.seed = seed
         index.nprobe = max(1, math.ceil(nlist / 8))
     if not index.is_trained:
-        rows = np.random.default_rng(seed).choice(n, size=min(n, _TRAIN_ROWS), replace=False)
-        index.train(normalize_rows(matrix[np.sort(rows)]))
-    for start in range(0, n, _CHUNK_ROWS):
-        index.add(normalize_rows(matrix[start : start + _CHUNK_ROWS]))
+        wanted = max(_TRAIN_BYTES // (4 * dim), 39 * nlist if kind == "ivf" else 0)
+        rows = np.sort(np.random.default_rng(seed).choice(n, size=min(n, wanted), replace=False))
+        index.train(normalize_rows(matrix[rows], copy=False))  # fancy indexing already copied
+    rows = chunk_rows(dim)
+    for start in range(0, n, rows):
+        index.add(normalize_rows(matrix[start : start + rows]))
     return index
 
 
@@ -142,8 +155,9 @@ def exact_neighbors_of_rows(matrix: np.ndarray, query_ids: np.ndarray, k: int) -
     """``[Q, k]`` exact cosine neighbours of rows ``query_ids`` of ``matrix``, each query itself excluded."""
     queries = normalize_rows(matrix[query_ids])
     scores = np.empty((len(query_ids), matrix.shape[0]), dtype=np.float32)
-    for start in range(0, matrix.shape[0], _CHUNK_ROWS):
-        block = normalize_rows(matrix[start : start + _CHUNK_ROWS])
+    rows = chunk_rows(matrix.shape[1])
+    for start in range(0, matrix.shape[0], rows):
+        block = normalize_rows(matrix[start : start + rows])
         scores[:, start : start + block.shape[0]] = queries @ block.T
     scores[np.arange(len(query_ids)), query_ids] = -np.inf
     return np.stack([top_k(row, k)[0] for row in scores])

@@ -210,3 +210,15 @@ def test_cli_reports_broken_artifacts_in_one_line(broken, tmp_path, capsys):
     assert main(["precompute", "--model", spec, "--out", str(broken), "--limit", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "features.npy" in err and "--force" in err
+
+
+def test_concurrent_queries_agree_with_serial_ones(artifacts):
+    """The API serves from many threads: shared memory maps, lazily built caches and BLAS must not interfere."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(i % 120, layers, space) for i in range(0, 240, 7)
+            for layers, space in ((None, "saliency"), ((1, 3), "saliency"), (None, "feature"))]
+    fresh = Artifacts.open(artifacts.directory)  # its feature cache is built under contention
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda job: fresh.neighbors(job[0], k=5, layers=job[1], space=job[2]), jobs))
+    assert parallel == [artifacts.neighbors(i, k=5, layers=layers, space=space) for i, layers, space in jobs]

@@ -164,6 +164,8 @@ def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as exc:
+            if "unsupported global" not in str(exc).lower():  # damaged file, not a forbidden object
+                raise PSSError(f"checkpoint {path} is not a readable torch.save file: {exc}") from exc
             raise PSSError(
                 f"refusing checkpoint {path}: it holds pickled objects other than tensors, which could run code "
                 "when loaded; save a plain state dict (torch.save(model.state_dict(), ...)) or use .safetensors"
@@ -299,7 +301,7 @@ class Preprocess:
 
     def to_tensor(self, image: Image.Image) -> torch.Tensor:
         """A geometry-processed PIL image -> normalized float32 ``[C, H, W]``."""
-        array = np.asarray(image, dtype=np.uint8)
+        array = np.array(image, dtype=np.uint8)
         array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
         return self.normalize(torch.from_numpy(np.ascontiguousarray(array)))
 

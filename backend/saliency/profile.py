@@ -26,6 +26,11 @@ from .layout import FilterLayout, LayerSpan
 # them back would cost more than the matmul itself. Tiles of this size stay in a CPU core's L2 cache.
 _CPU_TILE_BYTES = 1 << 20
 _GPU_TILE_BYTES = 1 << 28
+# Strategy thresholds, from per-layer timings on a 2-core CPU (docs/benchmarks.md): with many output
+# positions, the CPU conv library's own weight-gradient kernel, run with the batch as conv groups, is fastest;
+# below that, one matmul per kernel offset; with very few positions, one matmul over gathered windows.
+_GROUPED_CONV_MIN_POSITIONS = 100
+_SHIFTED_MIN_POSITIONS = 36
 
 ProgressFn = Callable[[int, int], None]
 
@@ -169,36 +174,148 @@ def per_sample_abs_mean(
 ) -> torch.Tensor:
     """``[B, Cout]``: mean over each filter's weights of |sample n's weight gradient|, tile by tile."""
     fan_in = conv.weight[0].numel()
+    x, padding = _explicit_padding(conv, x)
     if differentiable:
-        return torch.cat([tile.abs().sum(dim=2) for _, tile in _weight_grad_tiles(conv, x, grad)]) / fan_in
+        return torch.cat([tile.abs().sum(dim=2) for _, tile in _weight_grad_tiles(conv, x, grad, padding)]) / fan_in
     out = torch.empty(x.shape[0], grad.shape[1], device=grad.device, dtype=grad.dtype)
-    for start, tile in _weight_grad_tiles(conv, x, grad):
-        torch.linalg.vector_norm(tile, ord=1, dim=2, out=out[start : start + tile.shape[0]])
+    positions = grad.shape[2] * grad.shape[3]
+    if not x.is_cuda and positions >= _GROUPED_CONV_MIN_POSITIONS:
+        tiles = _batch_as_groups_tiles(conv, x, grad, padding)
+    elif conv.groups != 1:
+        tiles = _weight_grad_tiles(conv, x, grad, padding)
+    elif conv.stride == (1, 1) and positions >= _SHIFTED_MIN_POSITIONS:
+        tiles = _shifted_tiles(conv, x, grad, padding)
+    else:
+        tiles = _strided_window_tiles(conv, x, grad, padding)
+    for start, tile in tiles:  # tile: [c, Cout, ...] per-sample gradient entries, any order after Cout
+        torch.sum(tile.abs_(), dim=tuple(range(2, tile.dim())), out=out[start : start + tile.shape[0]])
     return out.div_(fan_in)
 
 
 def per_sample_weight_grads(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``[B, Cout, Cin/groups * kh * kw]``: every sample's full weight gradient (for weights used twice)."""
-    return torch.cat([tile for _, tile in _weight_grad_tiles(conv, x, grad)])
-
-
-def _weight_grad_tiles(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor) -> Iterator[tuple[int, torch.Tensor]]:
-    """Yields ``(first_sample, [c, Cout, K])`` per-sample weight gradients, a few samples at a time."""
     x, padding = _explicit_padding(conv, x)
+    return torch.cat([tile for _, tile in _weight_grad_tiles(conv, x, grad, padding)])
+
+
+def _samples_per_tile(x: torch.Tensor, bytes_per_sample: int) -> int:
+    budget = _GPU_TILE_BYTES if x.is_cuda else _CPU_TILE_BYTES
+    return max(1, min(x.shape[0], budget // max(1, bytes_per_sample)))
+
+
+def _weight_grad_tiles(
+    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Yields ``(first_sample, [c, Cout, K])`` full per-sample weight gradients (any conv, differentiable).
+
+    ``K = Cin/groups * kh * kw`` in the weight's own order, so reused weights can be summed over uses."""
     batch, cin = x.shape[:2]
     cout, groups = grad.shape[1], conv.groups
     kh, kw = conv.kernel_size
     fan_in = cin // groups * kh * kw
     positions = grad.shape[2] * grad.shape[3]
-    per_sample_bytes = (cin * kh * kw * positions + cout * fan_in) * x.element_size()
-    budget = _GPU_TILE_BYTES if x.is_cuda else _CPU_TILE_BYTES
-    step = max(1, min(batch, budget // per_sample_bytes))
+    step = _samples_per_tile(x, (cin * kh * kw * positions + cout * fan_in) * x.element_size())
     for start in range(0, batch, step):
         c = min(step, batch - start)
         cols = F.unfold(x[start : start + c], (kh, kw), dilation=conv.dilation, padding=padding, stride=conv.stride)
         cols = cols.view(c * groups, fan_in, positions)
         g = grad[start : start + c].reshape(c * groups, cout // groups, positions)
         yield start, torch.bmm(g, cols.transpose(1, 2)).view(c, cout, fan_in)
+
+
+def _batch_as_groups_tiles(
+    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Per-sample gradients ``[c, Cout, K]`` from the conv backend's weight-gradient kernel.
+
+    A batch of c samples seen as one sample with ``c * groups`` groups has exactly the per-sample weight
+    gradients as its (grouped) weight gradient; the input and output gradient are free reshapes."""
+    batch, cin, height, width = x.shape
+    cout, out_h, out_w = grad.shape[1:]
+    groups = conv.groups
+    kh, kw = conv.kernel_size
+    fan_in = cin // groups * kh * kw
+    step = _samples_per_tile(x, 8 * cout * fan_in * x.element_size())
+    for start in range(0, batch, step):
+        c = min(step, batch - start)
+        shape = (c * cout, cin // groups, kh, kw)
+        (_, weight_grad, _) = torch.ops.aten.convolution_backward(
+            grad[start : start + c].reshape(1, c * cout, out_h, out_w),
+            x[start : start + c].reshape(1, c * cin, height, width),
+            grad.new_empty(shape),
+            None,
+            list(conv.stride),
+            list(padding),
+            list(conv.dilation),
+            False,
+            [0, 0],
+            c * groups,
+            [False, True, False],
+        )
+        yield start, weight_grad.view(c, cout, fan_in)
+
+
+def _channels_last_padded(x: torch.Tensor, padding: tuple[int, int], extra_rows: int = 0) -> torch.Tensor:
+    """``[B, H + 2ph + extra_rows, W + 2pw, C]`` zero-padded copy: every kernel offset becomes a plain view."""
+    batch, channels, height, width = x.shape
+    ph, pw = padding
+    padded = x.new_zeros(batch, height + 2 * ph + extra_rows, width + 2 * pw, channels)
+    padded[:, ph : ph + height, pw : pw + width] = x.permute(0, 2, 3, 1)
+    return padded
+
+
+def _strided_window_tiles(
+    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Per-sample gradients ``[c, Cout, kh*kw*Cin]`` (entries permuted, fine for |.| sums), groups == 1.
+
+    The input windows are gathered from a channels-last copy, where each is ``Cin`` contiguous values: a
+    fast copy, unlike ``unfold``'s element-wise gather."""
+    batch, cin = x.shape[:2]
+    cout, out_h, out_w = grad.shape[1:]
+    kh, kw = conv.kernel_size
+    padded = _channels_last_padded(x, padding)
+    sb, sh, sw, sc = padded.stride()
+    windows = padded.as_strided(
+        (batch, out_h, out_w, kh, kw, cin),
+        (sb, conv.stride[0] * sh, conv.stride[1] * sw, conv.dilation[0] * sh, conv.dilation[1] * sw, sc),
+    )
+    positions, fan_in = out_h * out_w, kh * kw * cin
+    grad = grad.reshape(batch, cout, positions)
+    step = _samples_per_tile(x, (positions * fan_in + cout * fan_in) * x.element_size())
+    for start in range(0, batch, step):
+        cols = windows[start : start + step].reshape(-1, positions, fan_in)
+        yield start, torch.bmm(grad[start : start + step], cols)
+
+
+def _shifted_tiles(
+    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Per-sample gradients of a stride-1, groups == 1 conv without gathering windows at all.
+
+    In a channels-last padded input of row length ``Wp``, output position ``q = h * Wp + w`` reads input row
+    ``q + offset(i, j)`` for kernel offset ``(i, j)``. So with the output gradient laid on the same
+    ``Wp``-wide grid (zeros in the extra columns), each offset's gradient is one matmul against a plain view
+    of the input. Yields ``[c, Cout, kh*kw, Cin]`` tiles (entries permuted, fine for |.| sums)."""
+    batch, cin = x.shape[:2]
+    cout, out_h, out_w = grad.shape[1:]
+    kh, kw = conv.kernel_size
+    dh, dw = conv.dilation
+    padded = _channels_last_padded(x, padding, extra_rows=1)  # the last offsets run past the last row
+    row = padded.shape[2]
+    flat = padded.view(batch, -1, cin)
+    wide_grad = grad.new_zeros(batch, cout, out_h, row)
+    wide_grad[..., :out_w] = grad
+    wide_grad = wide_grad.view(batch, cout, out_h * row)
+    span = out_h * row
+    offsets = [i * dh * row + j * dw for i in range(kh) for j in range(kw)]
+    step = _samples_per_tile(x, len(offsets) * cout * cin * x.element_size())
+    for start in range(0, batch, step):
+        stop = min(start + step, batch)
+        tile = grad.new_empty(len(offsets), stop - start, cout, cin)
+        for k, offset in enumerate(offsets):
+            torch.bmm(wide_grad[start:stop], flat[start:stop, offset : offset + span], out=tile[k])
+        yield start, tile.permute(1, 2, 0, 3)
 
 
 def _explicit_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

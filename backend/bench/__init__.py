@@ -1,0 +1,1 @@
+"""Benchmarks behind `pss bench ...`: each prints ratios measured side by side in one run."""

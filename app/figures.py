@@ -62,13 +62,12 @@ def empty_figure(message: str, height: int = 260) -> go.Figure:
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:
     """Counts with true classes as rows and predictions as columns. Mistakes are coloured, the diagonal is
-    grey so the eye goes to the errors; each cell's ``customdata`` is ``[true, pred]`` for click handling."""
+    grey so the eye goes to the errors."""
     matrix = np.asarray(matrix, dtype=np.int64)
     n = matrix.shape[0]
     if matrix.shape != (n, n) or len(class_names) != n:
         raise ValueError(f"confusion matrix {matrix.shape} does not match {len(class_names)} class names")
     idx = np.arange(n)
-    cells = np.stack(np.meshgrid(idx, idx, indexing="ij"), axis=-1)  # [true, pred]
     off = matrix.astype(float)
     off[idx, idx] = np.nan
     diag = np.full((n, n), np.nan)
@@ -76,10 +75,10 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     hover = "true %{y}<br>predicted %{x}<br>%{text} samples<extra></extra>"
     text = matrix.astype(str)
     fig = go.Figure()
-    fig.add_trace(go.Heatmap(z=diag, x=list(class_names), y=list(class_names), customdata=cells, text=text,
+    fig.add_trace(go.Heatmap(z=diag, x=list(class_names), y=list(class_names), text=text,
                              texttemplate="%{text}", colorscale=[[0, "#e4e7eb"], [1, "#e4e7eb"]],
                              showscale=False, hovertemplate=hover, xgap=2, ygap=2))
-    fig.add_trace(go.Heatmap(z=off, x=list(class_names), y=list(class_names), customdata=cells, text=text,
+    fig.add_trace(go.Heatmap(z=off, x=list(class_names), y=list(class_names), text=text,
                              texttemplate="%{text}", colorscale="OrRd", showscale=False,
                              zmin=0, zmax=max(1.0, np.nanmax(off) if n > 1 else 1.0),
                              hovertemplate=hover, xgap=2, ygap=2))

@@ -104,13 +104,15 @@ def render(client: BackendClient) -> tuple:
     return conf_graph, top, fig2, fig1
 
 
-def confusion_click(click_data) -> str | None:
-    """A click on a confusion cell -> the gallery URL of those samples (None: not a cell)."""
+def confusion_click(click_data, names) -> str | None:
+    """A click on a confusion cell -> the gallery URL of those samples (None: not a cell).
+
+    Dash passes a heatmap click as the cell's axis labels (no customdata), so map class names back."""
     try:
-        true_class, pred_class = click_data["points"][0]["customdata"]
+        point = click_data["points"][0]
+        return gallery_href(list(names).index(point["y"]), list(names).index(point["x"]))
     except (TypeError, KeyError, IndexError, ValueError):
         return None
-    return gallery_href(int(true_class), int(pred_class))
 
 
 def register(app, client: BackendClient) -> None:
@@ -127,4 +129,8 @@ def register(app, client: BackendClient) -> None:
     @app.callback(Output(f"{PREFIX}-nav", "href"), Input(f"{PREFIX}-confusion", "clickData"),
                   prevent_initial_call=True)
     def _click(click_data):
-        return confusion_click(click_data) or no_update
+        try:
+            names = client.info().get("classes", [])
+        except BackendError:
+            return no_update
+        return confusion_click(click_data, names) or no_update

@@ -20,8 +20,7 @@ def test_confusion_figure_cells_and_clicks():
     diag, off = fig.data
     assert np.isnan(off.z[0][0]) and off.z[0][1] == 2 and off.z[1][0] == 1
     assert diag.z[1][1] == 7 and np.isnan(diag.z[0][1])
-    assert list(off.customdata[0][1]) == [0, 1]  # row = true class, column = predicted
-    assert list(off.x) == ["cat", "dog"]
+    assert list(off.x) == ["cat", "dog"] and list(off.y) == ["cat", "dog"]  # rows: true class, columns: predicted
     with pytest.raises(ValueError):
         figures.confusion_figure(m, ["cat"])
 

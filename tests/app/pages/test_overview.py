@@ -34,5 +34,7 @@ def test_render_without_mistakes_explains(client, fake):
 def test_top_confusions_and_click():
     m = np.array([[5, 3, 0], [9, 1, 1], [0, 0, 4]])
     assert overview.top_confusions(m, ["a", "b", "c"]) == [(1, 0, 9), (0, 1, 3), (1, 2, 1)]
-    assert overview.confusion_click({"points": [{"customdata": [1, 0]}]}) == "/mistakes?true=1&pred=0"
-    assert overview.confusion_click({"points": []}) is None
+    names = ["a", "b", "c"]
+    assert overview.confusion_click({"points": [{"x": "a", "y": "b", "z": 9}]}, names) == "/mistakes?true=1&pred=0"
+    assert overview.confusion_click({"points": []}, names) is None
+    assert overview.confusion_click({"points": [{"x": "zzz", "y": "b"}]}, names) is None

@@ -1,0 +1,276 @@
+"""The issue's acceptance walk-through in a real browser, one step per test, with a screenshot per step.
+
+The steps share one browser session and run in file order (overview -> gallery -> sample -> uploads ->
+deep link). Interaction times are measured from the input event to the moment the page shows the result,
+and checked against PSS_UI_BUDGET_S (default 1 s).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import time
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pytest
+from PIL import Image
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+BUDGET_S = float(os.environ.get("PSS_UI_BUDGET_S", "1.0"))
+pytestmark = pytest.mark.timeout(300)
+
+
+# ------------------------------------------------------------------------------------------- helpers
+def wait_for(driver, condition, timeout: float = 30.0, what: str = "condition"):
+    """Polls ``condition(driver)`` every 10 ms until it is truthy; returns its value."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        try:
+            value = condition(driver)
+        except Exception:  # element replaced mid-read by a re-render: poll again
+            value = None
+        if value:
+            return value
+        if time.perf_counter() > deadline:
+            raise AssertionError(f"timed out waiting for {what} on {driver.current_url}")
+        time.sleep(0.01)
+
+
+def idle(driver) -> bool:
+    """Dash has no callback in flight and no loading spinner shows."""
+    return driver.execute_script(
+        "return !document.querySelector('[data-dash-is-loading=\"true\"]')"
+        " && !document.querySelector('.dash-spinner, .dash-loading, ._dash-loading-callback');"
+    )
+
+
+def shot(driver, output_dir, name: str) -> None:
+    """The 1280x800 viewport as a user sees it, and the whole page."""
+    driver.save_screenshot(str(output_dir / f"{name}.png"))
+    height = driver.execute_script("return document.documentElement.scrollHeight")
+    data = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}})
+    (output_dir / f"{name}-full.png").write_bytes(base64.b64decode(data["data"]))
+
+
+def timed(timings: dict, name: str, action, done, driver) -> float:
+    start = time.perf_counter()
+    action()
+    wait_for(driver, lambda d: done(d) and idle(d), what=name)
+    elapsed = time.perf_counter() - start
+    timings.setdefault(name, []).append(round(elapsed, 3))
+    return elapsed
+
+
+def texts(driver, selector: str) -> list[str]:
+    return [e.text for e in driver.find_elements(By.CSS_SELECTOR, selector)]
+
+
+def neighbour_ids(driver) -> list[str]:
+    return [e.get_attribute("href").rsplit("/", 1)[1] for e in driver.find_elements(By.CSS_SELECTOR, "#sample-neighbors a.thumb")]
+
+
+def sample_ready(driver) -> bool:
+    return bool(
+        driver.find_elements(By.CSS_SELECTOR, ".sample-header h2")
+        and driver.find_elements(By.CSS_SELECTOR, "#sample-overlay img.big-img")
+        and driver.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point")
+        and driver.find_elements(By.CSS_SELECTOR, "#sample-prob-graph .bars")
+        and driver.find_elements(By.CSS_SELECTOR, "#sample-neighbors a.thumb")
+    )
+
+
+def press(driver, selector: str, *keys) -> None:
+    element = driver.find_element(By.CSS_SELECTOR, selector)
+    element.click()
+    element.send_keys(*keys)
+
+
+def png_file(tmp_path, name="shoe.png") -> str:
+    image = np.zeros((28, 28), dtype=np.uint8)
+    image[8:20, 4:24] = 200  # a light blob on black, like Fashion-MNIST
+    path = tmp_path / name
+    Image.fromarray(image).save(path)
+    return str(path)
+
+
+# --------------------------------------------------------------------------------------------- steps
+def test_overview_and_confusion_click(browser, ui, output_dir):
+    browser.get(ui + "/")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#overview-confusion .heatmaplayer") and idle(d),
+             what="the confusion matrix")
+    stats = texts(browser, ".stat")
+    assert any(s.startswith("ACCURACY") for s in stats) and any("fashion-mnist" in s for s in stats)
+    assert browser.find_elements(By.CSS_SELECTOR, "#overview-fig2-box .js-plotly-plot")
+    assert browser.find_elements(By.CSS_SELECTOR, "#overview-fig1-box .js-plotly-plot")
+    shot(browser, output_dir, "01-overview")
+    # the largest off-diagonal cell, clicked where the browser drew it
+    true_class, pred_class, x, y = browser.execute_script("""
+        const gd = document.querySelector('#overview-confusion .js-plotly-plot');
+        const z = gd._fullData[1].z; let best = [-1, -1, -1];
+        for (let t = 0; t < z.length; t++) for (let p = 0; p < z.length; p++)
+            if (t !== p && z[t][p] > best[2]) best = [t, p, z[t][p]];
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        return [best[0], best[1], xa._offset + xa.l2p(best[1]) - box.width / 2,
+                ya._offset + ya.l2p(best[0]) - box.height / 2];""")
+    names = browser.execute_script("return document.querySelector('#overview-confusion .js-plotly-plot').data[0].x")
+    plot = browser.find_element(By.CSS_SELECTOR, "#overview-confusion .js-plotly-plot")
+    # Plotly emits a click for the point under the hover, so hover first
+    ActionChains(browser).move_to_element_with_offset(plot, int(x), int(y)).pause(0.3).click().perform()
+    wait_for(browser, lambda d: urlparse(d.current_url).path == "/mistakes", what="the gallery")
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query == {"true": [str(true_class)], "pred": [str(pred_class)]}
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb") and idle(d),
+             what="gallery thumbnails")
+    for tile in texts(browser, "#gallery-results a.thumb"):
+        assert f"true {names[true_class]}" in tile and f"pred {names[pred_class]}" in tile
+    shot(browser, output_dir, "02-gallery-filtered")
+
+
+def test_gallery_filters_and_pages(browser, ui, output_dir):
+    browser.get(ui + "/mistakes")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb") and idle(d),
+             what="gallery thumbnails")
+    label = browser.find_element(By.ID, "gallery-page-label").text
+    total = int(re.match(r"([\d,]+) mistakes", label).group(1).replace(",", ""))
+    tiles = browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")
+    assert len(tiles) == min(total, 40)
+    confidences = [int(re.search(r"(\d+)% sure", t.text).group(1)) for t in tiles]
+    assert confidences == sorted(confidences, reverse=True)
+    shot(browser, output_dir, "03-gallery")
+
+
+def test_open_a_mistake(browser, ui, output_dir, timings):
+    # warm-up: one sample view, so the backend and the browser have loaded what every view needs
+    browser.get(ui + "/mistakes")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")) > 2 and idle(d),
+             what="gallery thumbnails")
+    browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")[1].click()
+    wait_for(browser, lambda d: sample_ready(d) and idle(d), what="the warm-up sample view")
+    browser.back()
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")) > 2 and idle(d),
+             what="gallery thumbnails")
+    tile = browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")[0]
+    sample_id = tile.get_attribute("href").rsplit("/", 1)[1]
+    elapsed = timed(timings, "click a mistake", tile.click,
+                    lambda d: urlparse(d.current_url).path == f"/sample/{sample_id}" and sample_ready(d), browser)
+    header = browser.find_element(By.CSS_SELECTOR, ".sample-header").text
+    assert f"Sample #{sample_id}" in header and "misclassified" in header and "true" in header
+    overlay = browser.find_element(By.CSS_SELECTOR, "#sample-overlay img.big-img")
+    assert overlay.get_attribute("src").startswith("data:image/png;base64,")
+    assert browser.execute_script("return arguments[0].naturalWidth", overlay) > 0
+    image = browser.find_element(By.ID, "sample-image")
+    assert browser.execute_script("return arguments[0].naturalWidth", image) > 0
+    bars = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point")
+    assert len(bars) == 20
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input[type=checkbox]")) == 20
+    shot(browser, output_dir, "04-sample")
+    assert elapsed <= BUDGET_S, f"opening a mistake took {elapsed:.2f} s"
+
+
+def test_layer_range_changes_neighbours(browser, ui, output_dir, timings):
+    before = neighbour_ids(browser)
+    assert len(before) == 10
+    num_layers = int(browser.find_element(By.CSS_SELECTOR, "#sample-layers .dash-slider-thumb-2")
+                     .get_attribute("aria-valuemax"))
+    # Page Up moves the lower handle by a big step: only the deep layers remain
+    elapsed = timed(timings, "change the layer range",
+                    lambda: press(browser, "#sample-layers .dash-slider-thumb-1", Keys.PAGE_UP),
+                    lambda d: "layers" in d.find_element(By.ID, "sample-layers-label").text
+                    and not d.find_element(By.ID, "sample-layers-label").text.startswith("all")
+                    and neighbour_ids(d) != before, browser)
+    start = int(browser.find_element(By.CSS_SELECTOR, "#sample-layers .dash-slider-thumb-1")
+                .get_attribute("aria-valuenow"))
+    assert 0 < start < num_layers
+    assert f"layers={start}:{num_layers}" in browser.current_url
+    assert len(neighbour_ids(browser)) == 10
+    shot(browser, output_dir, "05-layer-range")
+    # the feature-space comparison gives other neighbours again
+    deep = neighbour_ids(browser)
+    browser.find_element(By.XPATH, "//div[@id='sample-space']//label[contains(., 'features')]").click()
+    wait_for(browser, lambda d: neighbour_ids(d) and neighbour_ids(d) != deep and idle(d), what="feature neighbours")
+    assert "space=feature" in browser.current_url
+    assert elapsed <= BUDGET_S, f"changing the layer range took {elapsed:.2f} s"
+
+
+def test_prune_top_k_updates_prediction(browser, ui, output_dir, timings):
+    elapsed = timed(timings, "prune the top-k",
+                    lambda: press(browser, "#sample-prune-k .dash-slider-thumb", Keys.PAGE_UP),
+                    lambda d: "filters off" in (d.find_elements(By.ID, "sample-prune-summary") or [None])[0].text,
+                    browser)
+    k = int(browser.find_element(By.CSS_SELECTOR, "#sample-prune-k .dash-slider-thumb").get_attribute("aria-valuenow"))
+    summary = browser.find_element(By.ID, "sample-prune-summary").text
+    assert summary.startswith(f"{k} filters off")
+    checked = browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input:checked")
+    assert len(checked) == k
+    traces = browser.execute_script(
+        "return document.querySelector('#sample-prob-graph .js-plotly-plot').data.map(t => t.name)")
+    assert traces == ["before pruning", "after pruning"]
+    assert "flip to correct" in browser.find_element(By.CSS_SELECTOR, ".flip-details summary").text
+    shot(browser, output_dir, "06-pruned")
+    # unticking one filter re-runs the pruning with the others
+    timed(timings, "toggle a pruned filter", lambda: checked[0].find_element(By.XPATH, "./ancestor::label").click(),
+          lambda d: d.find_element(By.ID, "sample-prune-summary").text.startswith(f"{k - 1} filters off"), browser)
+    # the paper's comparison: the same number of random filters
+    timed(timings, "switch the pruning mode",
+          lambda: browser.find_element(By.XPATH, "//div[@id='sample-prune-mode']//label[contains(., 'random')]").click(),
+          lambda d: d.find_element(By.ID, "sample-prune-summary").text.startswith(f"{k} filters off")
+          and "mode=random" in d.current_url, browser)
+    assert elapsed <= BUDGET_S, f"pruning took {elapsed:.2f} s"
+
+
+def test_click_a_filter_shows_other_mistakes(browser, ui, output_dir):
+    bar = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point path")[0]
+    ActionChains(browser).move_to_element(bar).pause(0.3).click().perform()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample-filter-mistakes .strip-title") and idle(d),
+             what="mistakes sharing the filter")
+    assert "among their top 10" in browser.find_element(By.CSS_SELECTOR, "#sample-filter-mistakes").text
+
+
+def test_upload_good_png_and_a_non_image(browser, ui, output_dir, tmp_path):
+    browser.get(ui + "/upload")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload-drop input[type=file]"), what="upload box")
+    bad = tmp_path / "notes.png"
+    bad.write_text("this is not an image")
+    browser.find_element(By.CSS_SELECTOR, "#upload-drop input[type=file]").send_keys(str(bad))
+    message = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload-status .alert-error"),
+                       what="the upload error")[0].text
+    assert "notes.png" in message and "not accepted" in message
+    shot(browser, output_dir, "07-upload-error")
+    # the page keeps working: a good PNG after the bad one
+    browser.find_element(By.CSS_SELECTOR, "#upload-drop input[type=file]").send_keys(png_file(tmp_path))
+    wait_for(browser, lambda d: re.fullmatch(r"/upload/\d+", urlparse(d.current_url).path), what="the upload view")
+    wait_for(browser, lambda d: sample_ready(d) and idle(d), what="the upload's sample view")
+    assert "Uploaded image" in browser.find_element(By.CSS_SELECTOR, ".sample-header").text
+    shot(browser, output_dir, "08-upload")
+
+
+def test_deep_link(browser, ui, output_dir):
+    browser.get(ui + "/sample/5?top_k=5&boost=30&layers=2:6&space=feature&prune=2")
+    wait_for(browser, lambda d: sample_ready(d) and idle(d)
+             and d.find_elements(By.ID, "sample-prune-summary"), what="the deep-linked sample view")
+    assert "Sample #5" in browser.find_element(By.CSS_SELECTOR, ".sample-header").text
+    assert browser.find_element(By.CSS_SELECTOR, "#sample-topk .dash-slider-thumb").get_attribute("aria-valuenow") == "5"
+    assert [t.get_attribute("aria-valuenow") for t in
+            browser.find_elements(By.CSS_SELECTOR, "#sample-layers .dash-slider-thumb")] == ["2", "6"]
+    assert browser.find_element(By.ID, "sample-layers-label").text.startswith("layers 3–6")
+    assert browser.find_element(By.CSS_SELECTOR, "#sample-space input[value=feature]").is_selected()
+    assert browser.find_element(By.ID, "sample-prune-summary").text.startswith("2 filters off")
+    shot(browser, output_dir, "09-deep-link")
+
+
+def test_backend_errors_are_messages(browser, ui, output_dir):
+    browser.get(ui + "/sample/99999")
+    text = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".alert"), what="a message")[0].text
+    assert "no sample 99999" in text.lower()
+    browser.get(ui + "/upload/12345")
+    text = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".sample-header .alert"), what="a message")[0].text
+    assert "no longer on the server" in text
+    wait_for(browser, idle, what="the page to settle")
+    assert not browser.find_elements(By.CSS_SELECTOR, ".dash-fe-error__title, .dash-debug-menu")
+    shot(browser, output_dir, "10-errors")

@@ -19,6 +19,7 @@ from backend.errors import PSSError
 
 from .images import UploadRejected
 from .limits import BodyLimitMiddleware
+from .request_log import RequestLogMiddleware
 from .routes import health, info, samples, uploads
 from .schemas import ErrorOut
 from .service import Invalid, NotFound, Service
@@ -69,6 +70,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     )
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+    app.add_middleware(RequestLogMiddleware)  # outermost of ours: ids also on 413s and CORS answers
     _add_error_handlers(app, settings)
     return app
 

@@ -31,6 +31,8 @@ def load_service(settings: Settings) -> Service:
 
     artifacts = Artifacts.open(settings.artifacts)
     device = resolve_device(settings.device)
+    if settings.torch_threads:
+        torch.set_num_threads(settings.torch_threads)
     model = load_model(artifacts.model_spec, device)
     dataset = load_dataset(artifacts.data_spec, artifacts.model_spec)
     digest = weights_sha256(model)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from backend.render import overlay, png_bytes
-from backend.saliency import filter_saliency, input_saliency, prune_filters
+from backend.saliency import input_saliency, prune_filters
 from backend.saliency.profile import logits_of
 
 from .cache import TTLCache
@@ -90,9 +90,9 @@ class Service:
 
     # ------------------------------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
-        """One forward and one profile on the worker, so the first real request pays no start-up cost."""
+        """One profile on the worker (as for an upload), so the first real request pays no start-up cost."""
         image, label = self.dataset[0]
-        self.worker.call(self._profile_job, image, label)
+        self.worker.call(self._upload_job, image, label)
         self.ready.set()
 
     def close(self) -> None:
@@ -230,6 +230,7 @@ class Service:
 
     async def prune(self, s: Subject, filters: list[int] | None, top_k: int | None, mode: str, seed: int,
                     neighbors: int | None) -> dict:
+        """"before" is the stored prediction (the one every other view shows); "after" is computed now."""
         chosen = self._choose_filters(s, filters, top_k, mode, seed)
         k = self.settings.prune_neighbors if neighbors is None else neighbors
         k = min(k, self.num_samples - (s.kind == "sample"))
@@ -237,14 +238,15 @@ class Service:
         result = self.results.get(key)
         if result is None:
             ids = [h["id"] for h in self.neighbors(s, k, None, "saliency", False)] if k else []
-            before, after = await self.worker.run(self._prune_job, s, ids, chosen)
+            after = await self.worker.run(self._prune_job, s, ids, chosen)
             result = {
                 "filters": chosen,
-                "before": before[0],
+                "before": {"pred": s.pred, "probs": s.probs.tolist()},
                 "after": after[0],
                 "neighbors": [
-                    {"id": i, "label": int(self.labels[i]), "before": b, "after": a}
-                    for i, b, a in zip(ids, before[1:], after[1:])
+                    {"id": i, "label": int(self.labels[i]), "after": a,
+                     "before": {"pred": int(self.preds[i]), "probs": self.probs[i].tolist()}}
+                    for i, a in zip(ids, after[1:])
                 ],
             }
             self.results.put(key, result)
@@ -345,18 +347,17 @@ class Service:
         return s.image if s.image is not None else self.dataset[s.id][0]
 
     # --------------------------------------------------------------------- jobs (worker thread only)
-    def _profile_job(self, image: torch.Tensor, label: int) -> np.ndarray:
-        raw = filter_saliency(self.model, image[None], torch.tensor([label]), layout=self.layout)
-        return raw[0].numpy()
-
     def _upload_job(self, image: torch.Tensor, label: int | None):
-        from precompute.job import OutputCapture
+        """Profile, features and logits from one forward/backward, as the precompute job makes them; without
+        a label, a plain forward first finds the predicted class to differentiate."""
+        from precompute.job import compute_batch
 
-        with torch.no_grad(), OutputCapture(self.model, self.feature_layer) as capture:
-            logits = logits_of(self.model(image[None].to(self.device)))[0].float().cpu()
-        features = capture.features[0].float().cpu().numpy()
-        saliency_label = int(logits.argmax()) if label is None else label
-        return logits, self._profile_job(image, saliency_label), features
+        x = image[None]
+        if label is None:
+            with torch.no_grad():
+                label = int(logits_of(self.model(x.to(self.device))).argmax())
+        raw, features, logits, _ = compute_batch(self.model, self.layout, x, torch.tensor([label]), self.feature_layer)
+        return logits[0], raw[0].numpy(), features[0].numpy()
 
 
     def _input_saliency_job(self, s: Subject, top_k: int, boost: float) -> bytes:
@@ -365,13 +366,10 @@ class Service:
         )
         return png_bytes(overlay(self._display(s), heat.detach().cpu().numpy()), upscale_to=DISPLAY_SIZE)
 
-    def _prune_job(self, s: Subject, neighbor_ids: list[int], filters: list[int]):
+    def _prune_job(self, s: Subject, neighbor_ids: list[int], filters: list[int]) -> list[dict]:
         images = torch.stack([self._image(s)] + [self.dataset[i][0] for i in neighbor_ids]).to(self.device)
-        with torch.no_grad():
-            before = self._predictions(self.model(images))
-            with prune_filters(self.model, filters, layout=self.layout):
-                after = self._predictions(self.model(images))
-        return before, after
+        with torch.no_grad(), prune_filters(self.model, filters, layout=self.layout):
+            return self._predictions(logits_of(self.model(images)))
 
     @staticmethod
     def _predictions(logits: torch.Tensor) -> list[dict]:

@@ -32,5 +32,9 @@ class Settings(BaseSettings):
     queue_size: int = Field(32, ge=1, description="compute jobs waiting for the model before answering 503")
     retry_after_s: int = Field(2, ge=1, description="Retry-After sent with a 503")
     prune_neighbors: int = Field(10, ge=0, le=100, description="default neighbours re-evaluated by a pruning")
+    torch_threads: int = Field(
+        1, ge=0, description="CPU threads of the compute worker's torch ops; 0 keeps torch's default (one per core). "
+        "One is the default because OpenMP teams stall when other processes share the cores",
+    )
     cors_origins: list[str] = Field(default_factory=list, description="allowed CORS origins; none by default")
     check_artifacts: bool = Field(True, description="refuse artifacts whose model/layout/dataset hash differs")

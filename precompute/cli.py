@@ -15,6 +15,7 @@ examples:
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 
@@ -67,6 +68,11 @@ def run(args: argparse.Namespace) -> int:
             shard_size=args.shard_size, index=args.index, limit=args.limit, feature_layer=args.feature_layer,
             force=args.force, num_workers=workers,
         )
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        raise PSSError(f"{exc.strerror} while writing {args.out}; free some space and rerun the same command "
+                       "(finished shards are kept; no manifest was written, so nothing will serve a partial dir)") from exc
     finally:
         if distributed:
             torch.distributed.destroy_process_group()

@@ -104,6 +104,13 @@ class AtomicNpy:
         self.path = Path(path)
         self.temp = temp_path_for(self.path)
         self.array = np.lib.format.open_memmap(self.temp, mode="w+", dtype=np.dtype(dtype), shape=tuple(shape))
+        try:  # reserve the blocks now: a full disk is then an OSError here, not a SIGBUS while filling the map
+            with open(self.temp, "rb+") as handle:
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+        except BaseException:
+            del self.array
+            self.temp.unlink(missing_ok=True)
+            raise
 
     def __enter__(self) -> "AtomicNpy":
         return self

@@ -38,7 +38,7 @@ from backend.saliency import FilterLayout, SaliencyStats, filter_saliency
 from backend.saliency.profile import logits_of
 from backend.store import artifacts as store
 from backend.store import search
-from backend.store.atomic import AtomicNpy, commit_file, remove_stale_temps, temp_path_for, save_npz_atomic, write_json_atomic
+from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
 
 log = logging.getLogger("precompute")
 
@@ -401,9 +401,8 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
         index_info.update(recall_at_10=recall["recall"], recall_queries=recall["queries"])
         log.info("%s index: recall@%d vs exact = %.4f over %d queries", index_kind, recall["k"], recall["recall"],
                  recall["queries"])
-    temp = temp_path_for(out / store.INDEX)
-    faiss.write_index(faiss_index, str(temp))
-    commit_file(temp, out / store.INDEX)
+    with atomic_writer(out / store.INDEX) as handle:  # through Python, so a full disk is an OSError, not faiss's
+        faiss.write_index(faiss_index, faiss.PyCallbackIOWriter(handle.write))  # RuntimeError with a torn temp file
     del faiss_index, profiles_std
     log.info("built the %s index in %.1f s", index_kind, time.perf_counter() - started)
 

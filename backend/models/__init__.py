@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+import torchvision
 from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
@@ -88,8 +89,6 @@ def parse_model_spec(spec: str) -> tuple[str, dict]:
 
 
 def _torchvision_classifiers() -> list[str]:
-    import torchvision
-
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
@@ -104,8 +103,6 @@ def _torchvision_name(name: str) -> str:
 
 def _torchvision_weights(name: str, weights: str):
     """The weights enum member named ``weights`` (``IMAGENET1K_V2``, ``ResNet50_Weights.IMAGENET1K_V2``, ``DEFAULT``)."""
-    import torchvision
-
     enum = torchvision.models.get_model_weights(name)
     member = weights.split(".", 1)[1] if weights.startswith(enum.__name__ + ".") else weights
     if member == "DEFAULT":
@@ -132,8 +129,6 @@ def load_model(spec: str, device: str | torch.device = "cpu") -> nn.Module:
 
 
 def _torchvision_model(name: str, weights) -> nn.Module:
-    import torchvision
-
     if weights is not None:
         try:
             return torchvision.models.get_model(name, weights=weights)
@@ -193,8 +188,6 @@ def _checkpoint_model(path: Path, arch: str) -> nn.Module:
     state = load_state_dict_file(path)
     if arch == "demo":
         return _demo_from_state(state, path)
-    import torchvision
-
     kwargs = {"num_classes": _classifier_size(arch, state, path)}
     if hasattr(_meta_model(arch), "aux_logits") and not any("aux" in k.lower() for k in state):
         kwargs.update(aux_logits=False, init_weights=False)  # inception_v3 / googlenet saved without aux heads
@@ -205,8 +198,6 @@ def _checkpoint_model(path: Path, arch: str) -> nn.Module:
 
 def _meta_model(arch: str) -> nn.Module:
     """The architecture with its default head, on the meta device (no memory, no init cost)."""
-    import torchvision
-
     with torch.device("meta"):
         return torchvision.models.get_model(arch, weights=None)
 
@@ -337,8 +328,6 @@ def model_input_transform(spec: str) -> Preprocess:
     weights = fields.get("weights")
     if weights is not None:
         return Preprocess.from_torchvision(weights.transforms())
-    import torchvision
-
     enum = torchvision.models.get_model_weights(name)
     preset = Preprocess.from_torchvision(enum.DEFAULT.transforms())
     preset.mean, preset.std = IMAGENET_MEAN, IMAGENET_STD

@@ -12,7 +12,7 @@ import math
 from urllib.parse import parse_qs, urlencode
 
 import numpy as np
-from dash import Input, Output, State, ctx, dcc, html, no_update
+from dash import Input, Output, State, ctx, dcc, html
 from dash.exceptions import PreventUpdate
 
 from app import figures
@@ -77,7 +77,7 @@ def build_query(state: dict, num_layers: int) -> str:
         query["prune"] = state["prune"]
     if state["mode"] != "salient":
         query["mode"] = state["mode"]
-    return "?" + urlencode(query)
+    return "?" + urlencode(query, safe=":")
 
 
 def layer_range(value, num_layers: int) -> tuple[int, int] | None:
@@ -107,9 +107,13 @@ def _slider_marks(num_layers: int) -> dict:
 
 
 def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> html.Div:
+    """The page, with the cheap parts (header, salient filters, profile) already filled in so that only the
+    expensive views (input saliency, neighbours, pruning) wait for a callback."""
     layers = figures.parse_layers(info.get("layers"))
     num_layers = len(layers)
     state = parse_query(search, num_layers)
+    filters, profile_fig, options = load_filters(client, ref)
+    checked = salient_checks(filters, state["prune"]) if state["mode"] == "salient" else []
     back = dcc.Link("‹ Mistakes", href="/mistakes", className="back-link") if ref.kind == "samples" else \
         dcc.Link("‹ Upload another image", href="/upload", className="back-link")
     images = card(
@@ -142,9 +146,8 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
     )
     filters_card = card(
         "Most salient filters",
-        dcc.Loading(dcc.Graph(id=f"{PREFIX}-filters-graph", config={"displayModeBar": False},
-                              figure=figures.empty_figure("loading…"), className="clickable-graph"),
-                    type="dot", delay_show=150),
+        dcc.Graph(id=f"{PREFIX}-filters-graph", config={"displayModeBar": False},
+                  figure=filters_figure(filters, checked), className="clickable-graph"),
         extra=html.Span("click a bar: other mistakes with that filter", className="hint"),
         className="col-7",
     )
@@ -160,8 +163,9 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
                                           {"label": "random", "value": "random"},
                                           {"label": "least salient", "value": "least"}])], className="control"),
         html.Div([html.Label("or tick the filters to switch off"),
-                  dcc.Checklist(id=f"{PREFIX}-prune-check", options=[], value=[], className="filter-checklist",
-                                inputClassName="filter-check-input")], className="control"),
+                  dcc.Checklist(id=f"{PREFIX}-prune-check", options=options, value=checked,
+                                className=checklist_class(state["mode"]), inputClassName="filter-check-input")],
+                 className="control"),
         className="col-5",
     )
     prediction = card("Prediction with those filters off",
@@ -169,8 +173,7 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
                       className="col-7")
     profile_card = card(
         "Full saliency profile",
-        dcc.Loading(dcc.Graph(id=f"{PREFIX}-profile-graph", config={"displaylogo": False},
-                              figure=figures.empty_figure("loading…", 260)), type="dot", delay_show=150),
+        dcc.Graph(id=f"{PREFIX}-profile-graph", config={"displaylogo": False}, figure=profile_fig),
         html.Div(id=f"{PREFIX}-filter-mistakes", className="filter-mistakes"),
         extra=html.Span("filters in model order, layers shallow → deep; red dots: the top 10", className="hint"),
     )
@@ -201,8 +204,9 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
         [
             dcc.Location(id=f"{PREFIX}-location", refresh=False),
             dcc.Store(id=f"{PREFIX}-ref", data={"kind": ref.kind, "id": ref.id}),
-            dcc.Store(id=f"{PREFIX}-filters"),
-            html.Div([back, html.Div(id=f"{PREFIX}-header", className="sample-header")], className="page-title"),
+            dcc.Store(id=f"{PREFIX}-filters", data=filters),
+            html.Div([back, html.Div(header(client, ref), id=f"{PREFIX}-header", className="sample-header")],
+                     className="page-title"),
             html.Div([images, filters_card], className="row"),
             html.Div([pruning, prediction], className="row"),
             profile_card,
@@ -259,7 +263,7 @@ def load_filters(client: BackendClient, ref: Ref):
         filters = client.filters(ref, top=TOP_FILTERS)
         profile = client.profile(ref)
     except BackendError as exc:
-        return None, figures.empty_figure(f"Could not load the profile: {exc.message}", 280), []
+        return None, figures.empty_figure(f"Could not load the profile: {exc.message}", 260), []
     layers = figures.parse_layers(profile.get("layers") or client.info().get("layers"))
     marked = [int(f["filter"]) for f in filters[:10]]
     fig = figures.profile_figure(np.asarray(profile["z"], dtype=float), layers, marked)
@@ -275,11 +279,24 @@ def filters_figure(filters, checked):
     return figures.top_filters_figure(filters, checked or [])
 
 
-def checks_for(filters, prune_k: int, mode: str):
-    """In "most salient" mode the slider ticks the top-k boxes; other modes leave the boxes alone."""
-    if mode != "salient" or filters is None:
-        return no_update
-    return [int(f["filter"]) for f in filters[: int(prune_k or 0)]]
+def salient_checks(filters, prune_k) -> list[int]:
+    """The ids of the ``prune_k`` most salient filters (what the slider ticks in "most salient" mode)."""
+    return [int(f["filter"]) for f in (filters or [])[: int(prune_k or 0)]]
+
+
+def checklist_class(mode: str) -> str:
+    """The checkboxes only choose filters in "most salient" mode; other modes grey them out."""
+    return "filter-checklist" + ("" if mode == "salient" else " is-disabled")
+
+
+def pruning(client: BackendClient, ref: Ref, trigger: str | None, checked, prune_k, mode, filters):
+    """One callback for all pruning controls -> (ticked filters, checklist class, prediction panel).
+
+    In "most salient" mode moving the slider (or switching to that mode) ticks the top-k filters; ticking
+    boxes by hand prunes exactly those. Random/least modes prune ``prune_k`` filters chosen by the backend."""
+    if mode == "salient" and trigger in (f"{PREFIX}-prune-k", f"{PREFIX}-prune-mode"):
+        checked = salient_checks(filters, prune_k)
+    return checked or [], checklist_class(mode), prediction_panel(client, ref, checked, prune_k, mode)
 
 
 def _flip_label(names, label, before: int, after: int) -> tuple[str, str]:
@@ -352,7 +369,8 @@ def neighbor_strip(client: BackendClient, ref: Ref, layers_value, space: str, mi
     try:
         info = client.info()
         detail = client.sample(ref)
-        rng = layer_range(layers_value, len(info.get("layers", [])))
+        # a layer range selects filters, so it only applies to the parameter-saliency space
+        rng = layer_range(layers_value, len(info.get("layers", []))) if space != "feature" else None
         hits = client.neighbors(ref, k=NEIGHBORS, layers=rng, space=space or "saliency",
                                 misclassified_only=bool(mistakes_only))
     except BackendError as exc:
@@ -417,54 +435,52 @@ def mistakes_with_filter(client: BackendClient, ref: Ref, filter_id: int):
     return html.Div([title, html.Div(tiles, className="strip")])
 
 
+_RECOLOR_BARS = """function(checked, fig) {
+    if (!fig || !fig.data || !fig.data.length || !Array.isArray(fig.data[0].customdata)) {
+        return window.dash_clientside.no_update;
+    }
+    const on = new Set((checked || []).map(Number));
+    const bar = Object.assign({}, fig.data[0]);
+    bar.marker = Object.assign({}, bar.marker, {color: bar.customdata.map(f => on.has(Number(f)) ? '%s' : '%s')});
+    return Object.assign({}, fig, {data: [bar].concat(fig.data.slice(1))});
+}""" % (figures.WRONG, figures.ACCENT)
+
+
 def register(app, client: BackendClient) -> None:
-    ref_in = Input(f"{PREFIX}-ref", "data")
+    ref_state = State(f"{PREFIX}-ref", "data")
 
-    @app.callback(Output(f"{PREFIX}-header", "children"), ref_in)
-    def _header(ref):
-        return header(client, _ref(ref))
-
-    @app.callback(Output(f"{PREFIX}-overlay", "children"), ref_in, Input(f"{PREFIX}-topk", "value"),
-                  Input(f"{PREFIX}-boost", "value"))
-    def _overlay(ref, top_k, boost_index):
+    @app.callback(Output(f"{PREFIX}-overlay", "children"), Input(f"{PREFIX}-topk", "value"),
+                  Input(f"{PREFIX}-boost", "value"), ref_state)
+    def _overlay(top_k, boost_index, ref):
         return overlay(client, _ref(ref), top_k, boost_index)
 
-    @app.callback(Output(f"{PREFIX}-filters", "data"), Output(f"{PREFIX}-profile-graph", "figure"),
-                  Output(f"{PREFIX}-prune-check", "options"), ref_in)
-    def _filters(ref):
-        return load_filters(client, _ref(ref))
-
-    @app.callback(Output(f"{PREFIX}-filters-graph", "figure"), Input(f"{PREFIX}-filters", "data"),
-                  Input(f"{PREFIX}-prune-check", "value"))
-    def _filters_figure(filters, checked):
-        return filters_figure(filters, checked)
-
     @app.callback(Output(f"{PREFIX}-prune-check", "value"), Output(f"{PREFIX}-prune-check", "className"),
-                  Input(f"{PREFIX}-filters", "data"), Input(f"{PREFIX}-prune-k", "value"),
-                  Input(f"{PREFIX}-prune-mode", "value"))
-    def _checks(filters, prune_k, mode):
-        disabled = "filter-checklist" + ("" if mode == "salient" else " is-disabled")
-        return checks_for(filters, prune_k, mode), disabled
+                  Output(f"{PREFIX}-prediction", "children"), Input(f"{PREFIX}-prune-check", "value"),
+                  Input(f"{PREFIX}-prune-k", "value"), Input(f"{PREFIX}-prune-mode", "value"), ref_state,
+                  State(f"{PREFIX}-filters", "data"))
+    def _pruning(checked, prune_k, mode, ref, filters):
+        return pruning(client, _ref(ref), ctx.triggered_id, checked, prune_k, mode, filters)
 
-    @app.callback(Output(f"{PREFIX}-prediction", "children"), ref_in, Input(f"{PREFIX}-prune-check", "value"),
-                  Input(f"{PREFIX}-prune-k", "value"), Input(f"{PREFIX}-prune-mode", "value"))
-    def _prediction(ref, checked, prune_k, mode):
-        # In "most salient" mode the slider acts through the checkboxes; wait for them to change.
-        if mode == "salient" and ctx.triggered_id in (f"{PREFIX}-prune-k", f"{PREFIX}-prune-mode"):
-            raise PreventUpdate
-        return prediction_panel(client, _ref(ref), checked, prune_k, mode)
+    # recolouring the ticked bars needs no server round trip
+    app.clientside_callback(_RECOLOR_BARS, Output(f"{PREFIX}-filters-graph", "figure"),
+                            Input(f"{PREFIX}-prune-check", "value"), State(f"{PREFIX}-filters-graph", "figure"),
+                            prevent_initial_call=True)
 
-    @app.callback(Output(f"{PREFIX}-neighbors", "children"), Output(f"{PREFIX}-layers-label", "children"), ref_in,
-                  Input(f"{PREFIX}-layers", "value"), Input(f"{PREFIX}-space", "value"),
-                  Input(f"{PREFIX}-mistakes-only", "value"))
-    def _neighbors(ref, layers_value, space, mistakes_only):
-        layers = figures.parse_layers(client.info().get("layers")) if layers_value else []
-        return neighbor_strip(client, _ref(ref), layers_value, space, mistakes_only), \
-            describe_layers(layers_value, layers)
+    @app.callback(Output(f"{PREFIX}-neighbors", "children"), Output(f"{PREFIX}-layers-label", "children"),
+                  Output(f"{PREFIX}-layers", "disabled"), Input(f"{PREFIX}-layers", "value"),
+                  Input(f"{PREFIX}-space", "value"), Input(f"{PREFIX}-mistakes-only", "value"), ref_state)
+    def _neighbors(layers_value, space, mistakes_only, ref):
+        strip = neighbor_strip(client, _ref(ref), layers_value, space, mistakes_only)
+        if space == "feature":
+            return strip, "feature space: the layer range does not apply", True
+        try:
+            layers = figures.parse_layers(client.info().get("layers"))
+        except BackendError:
+            layers = []
+        return strip, describe_layers(layers_value, layers) if layers else "", False
 
     @app.callback(Output(f"{PREFIX}-filter-mistakes", "children"), Input(f"{PREFIX}-filters-graph", "clickData"),
-                  Input(f"{PREFIX}-profile-graph", "clickData"), State(f"{PREFIX}-ref", "data"),
-                  prevent_initial_call=True)
+                  Input(f"{PREFIX}-profile-graph", "clickData"), ref_state, prevent_initial_call=True)
     def _filter_mistakes(bar_click, profile_click, ref):
         click = bar_click if ctx.triggered_id == f"{PREFIX}-filters-graph" else profile_click
         filter_id = filter_of_click(click)

@@ -85,10 +85,20 @@ def sample_ready(driver) -> bool:
     )
 
 
+def centre(driver, element):
+    """Scrolls ``element`` to the middle of the viewport (clear of the sticky top bar)."""
+    driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
+    return element
+
+
 def press(driver, selector: str, *keys) -> None:
-    element = driver.find_element(By.CSS_SELECTOR, selector)
-    element.click()
+    element = centre(driver, driver.find_element(By.CSS_SELECTOR, selector))
+    driver.execute_script("arguments[0].focus()", element)
     element.send_keys(*keys)
+
+
+def click(driver, element) -> None:
+    centre(driver, element).click()
 
 
 def png_file(tmp_path, name="shoe.png") -> str:
@@ -192,9 +202,10 @@ def test_layer_range_changes_neighbours(browser, ui, output_dir, timings):
     shot(browser, output_dir, "05-layer-range")
     # the feature-space comparison gives other neighbours again
     deep = neighbour_ids(browser)
-    browser.find_element(By.XPATH, "//div[@id='sample-space']//label[contains(., 'features')]").click()
+    click(browser, browser.find_element(By.XPATH, "//div[@id='sample-space']//label[contains(., 'features')]"))
     wait_for(browser, lambda d: neighbour_ids(d) and neighbour_ids(d) != deep and idle(d), what="feature neighbours")
     assert "space=feature" in browser.current_url
+    assert "does not apply" in browser.find_element(By.ID, "sample-layers-label").text
     assert elapsed <= BUDGET_S, f"changing the layer range took {elapsed:.2f} s"
 
 
@@ -214,18 +225,18 @@ def test_prune_top_k_updates_prediction(browser, ui, output_dir, timings):
     assert "flip to correct" in browser.find_element(By.CSS_SELECTOR, ".flip-details summary").text
     shot(browser, output_dir, "06-pruned")
     # unticking one filter re-runs the pruning with the others
-    timed(timings, "toggle a pruned filter", lambda: checked[0].find_element(By.XPATH, "./ancestor::label").click(),
+    timed(timings, "toggle a pruned filter", lambda: click(browser, checked[0].find_element(By.XPATH, "./ancestor::label")),
           lambda d: d.find_element(By.ID, "sample-prune-summary").text.startswith(f"{k - 1} filters off"), browser)
     # the paper's comparison: the same number of random filters
     timed(timings, "switch the pruning mode",
-          lambda: browser.find_element(By.XPATH, "//div[@id='sample-prune-mode']//label[contains(., 'random')]").click(),
+          lambda: click(browser, browser.find_element(By.XPATH, "//div[@id='sample-prune-mode']//label[contains(., 'random')]")),
           lambda d: d.find_element(By.ID, "sample-prune-summary").text.startswith(f"{k} filters off")
           and "mode=random" in d.current_url, browser)
     assert elapsed <= BUDGET_S, f"pruning took {elapsed:.2f} s"
 
 
 def test_click_a_filter_shows_other_mistakes(browser, ui, output_dir):
-    bar = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point path")[0]
+    bar = centre(browser, browser.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point path")[0])
     ActionChains(browser).move_to_element(bar).pause(0.3).click().perform()
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample-filter-mistakes .strip-title") and idle(d),
              what="mistakes sharing the filter")
@@ -251,7 +262,7 @@ def test_upload_good_png_and_a_non_image(browser, ui, output_dir, tmp_path):
 
 
 def test_deep_link(browser, ui, output_dir):
-    browser.get(ui + "/sample/5?top_k=5&boost=30&layers=2:6&space=feature&prune=2")
+    browser.get(ui + "/sample/5?top_k=5&boost=30&layers=2:6&mistakes=1&prune=2")
     wait_for(browser, lambda d: sample_ready(d) and idle(d)
              and d.find_elements(By.ID, "sample-prune-summary"), what="the deep-linked sample view")
     assert "Sample #5" in browser.find_element(By.CSS_SELECTOR, ".sample-header").text
@@ -259,8 +270,12 @@ def test_deep_link(browser, ui, output_dir):
     assert [t.get_attribute("aria-valuenow") for t in
             browser.find_elements(By.CSS_SELECTOR, "#sample-layers .dash-slider-thumb")] == ["2", "6"]
     assert browser.find_element(By.ID, "sample-layers-label").text.startswith("layers 3–6")
-    assert browser.find_element(By.CSS_SELECTOR, "#sample-space input[value=feature]").is_selected()
+    assert browser.find_element(By.CSS_SELECTOR, "#sample-mistakes-only input").is_selected()
     assert browser.find_element(By.ID, "sample-prune-summary").text.startswith("2 filters off")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input:checked")) == 2
+    for tile in texts(browser, "#sample-neighbors a.thumb"):  # mistakes only: true and predicted differ
+        true_name, pred_name = re.search(r"true (.+)\npred (.+)", tile).groups()
+        assert true_name != pred_name
     shot(browser, output_dir, "09-deep-link")
 
 

@@ -27,10 +27,21 @@ def test_layer_range():
         "layer 2 of 3: b"
 
 
-def test_slider_ticks_top_k_boxes_only_in_salient_mode():
-    filters = [{"filter": 9}, {"filter": 4}, {"filter": 1}]
-    assert sample.checks_for(filters, 2, "salient") == [9, 4]
-    assert sample.checks_for(filters, 2, "random") is sample.no_update
+def test_pruning_controls(client, fake):
+    filters = client.filters(S, top=5)
+    top2 = [f["filter"] for f in filters[:2]]
+    # the slider ticks the top-k boxes in "most salient" mode and prunes exactly those
+    checked, cls, panel = sample.pruning(client, S, "sample-prune-k", [], 2, "salient", filters)
+    assert checked == top2 and cls == "filter-checklist"
+    assert fake.requests[-1][3] == ('{"filters":[%d,%d]}' % tuple(top2)).encode()
+    # hand-ticked boxes win over the slider
+    checked, _, _ = sample.pruning(client, S, "sample-prune-check", [filters[4]["filter"]], 2, "salient", filters)
+    assert checked == [filters[4]["filter"]]
+    assert fake.requests[-1][3] == ('{"filters":[%d]}' % filters[4]["filter"]).encode()
+    # other modes leave the boxes alone and grey them out
+    checked, cls, _ = sample.pruning(client, S, "sample-prune-mode", top2, 3, "least", filters)
+    assert checked == top2 and "is-disabled" in cls
+    assert fake.requests[-1][3] == b'{"top_k":3,"mode":"least"}'
 
 
 def test_prediction_panel_prunes_checked_filters(client, fake):
@@ -59,8 +70,10 @@ def test_neighbours_mark_same_and_reversed_confusions(client, fake):
         j = int(tile.href.rsplit("/", 1)[1])
         same = fake.labels[j] == fake.labels[i] and fake.preds[j] == fake.preds[i]
         assert ("thumb-same" in tile.className) == bool(same)
-    sample.neighbor_strip(client, Ref("samples", str(i)), [1, 2], "feature", ["1"])
-    assert fake.requests[-1][2] == {"k": "10", "layers": "1:2", "space": "feature", "misclassified_only": "true"}
+    sample.neighbor_strip(client, Ref("samples", str(i)), [1, 2], "saliency", ["1"])
+    assert fake.requests[-1][2] == {"k": "10", "layers": "1:2", "space": "saliency", "misclassified_only": "true"}
+    sample.neighbor_strip(client, Ref("samples", str(i)), [1, 2], "feature", [])
+    assert fake.requests[-1][2] == {"k": "10", "space": "feature"}  # a layer range selects filters only
 
 
 def test_backend_errors_become_messages(client):

@@ -5,12 +5,20 @@ Example: pss ui --backend http://127.0.0.1:8000 --port 8050
 
 from __future__ import annotations
 
+import logging
+
 
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", required=True, help="base URL of the backend, e.g. http://127.0.0.1:8000")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050)")
     parser.add_argument("--dev", action="store_true", help="Dash debug mode (error overlay, dev tools); never for shared use")
+
+
+def quiet_request_logs() -> None:
+    """One log line per HTTP request (the UI's and its calls to the backend) is noise outside debugging."""
+    for name in ("werkzeug", "httpx"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def run(args) -> int:
@@ -21,12 +29,28 @@ def run(args) -> int:
 
     if not args.backend.startswith(("http://", "https://")):
         raise PSSError(f"--backend must be an http(s) URL, got {args.backend!r}")
+    if not (args.dev or getattr(args, "verbose", False)):
+        quiet_request_logs()
     client = BackendClient(args.backend)
     try:
         client.health()
     except BackendError as exc:
         print(f"warning: {exc.message}; the dashboard will say so until the backend is up")
     app = create_dash_app(args.backend, client=client)
-    print(f"Dashboard: http://{args.host}:{args.port}/", flush=True)
-    app.run(host=args.host, port=args.port, debug=args.dev, use_reloader=False)
+    if args.dev:
+        app.run(host=args.host, port=args.port, debug=True, use_reloader=False)
+        return 0
+    from werkzeug.serving import make_server
+
+    try:
+        server = make_server(args.host, args.port, app.server, threaded=True)
+    except OSError as exc:
+        raise PSSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    print(f"Dashboard: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
     return 0

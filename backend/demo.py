@@ -1,0 +1,166 @@
+"""Run everything on the embedded default: the Fashion-MNIST test set and the demo ResNet.
+
+The first run computes the artifacts (profiles, statistics, features, FAISS index; a few minutes on a CPU,
+with a progress bar) into $PSS_DEMO_DIR (default ~/.cache/pss/demo); later runs start at once. Then the
+backend and the dashboard start and one URL is printed. Ctrl-C stops both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MODEL_SPEC = "demo"
+DATA_SPEC = "fashion-mnist:test"
+# what `pss demo` is made of; a missing piece is reported instead of a traceback
+PIECES = {
+    "precompute.job": "the precompute job",
+    "backend.api.cli": "the backend (pss serve)",
+    "backend.store": "the artifacts store",
+    "app.main": "the dashboard (pss ui)",
+}
+
+
+def default_dir() -> Path:
+    return Path(os.environ.get("PSS_DEMO_DIR") or Path.home() / ".cache" / "pss" / "demo")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="artifacts dir (default $PSS_DEMO_DIR or ~/.cache/pss/demo)")
+    parser.add_argument("--host", default="127.0.0.1", help="interface for both servers (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8050, help="dashboard port (default 8050)")
+    parser.add_argument("--backend-port", type=int, default=0, help="backend port (default: a free one)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
+                        help="where the model runs (default auto)")
+    parser.add_argument("--batch-size", type=int, default=64, help="precompute batch size (default 64)")
+    parser.add_argument("--limit", type=int, help="only the first N test images (a quicker first look)")
+
+
+def missing_pieces() -> list[str]:
+    missing = []
+    for module, what in PIECES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(f"{what} ({module})")
+    return missing
+
+
+def ensure_artifacts(directory: Path, device: str, batch_size: int, limit: int | None) -> None:
+    """Precomputes the demo artifacts unless ``directory`` already holds an up-to-date set (the job
+    itself checks, and resumes an interrupted run)."""
+    from backend.data import load_dataset
+    from backend.models import load_model
+    from precompute.job import run_precompute
+
+    if not (directory / "manifest.json").exists():
+        print(f"Computing the demo artifacts in {directory} (first run only) ...", flush=True)
+    resolved = "cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device)
+    model = load_model(MODEL_SPEC, resolved)
+    dataset = load_dataset(DATA_SPEC, MODEL_SPEC)
+    run_precompute(model, dataset, directory, model_spec=MODEL_SPEC, data_spec=DATA_SPEC, batch_size=batch_size,
+                   limit=limit, show_progress=True)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _check_port(host: str, port: int) -> None:
+    from backend.errors import PSSError
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise PSSError(f"port {port} on {host} is in use; choose another with --port") from None
+
+
+def start_backend(directory: Path, host: str, port: int, device: str, log_path: Path) -> subprocess.Popen:
+    """`pss serve` in a child process (model work then never competes with the UI for the GIL)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(log_path, "w")
+    command = [sys.executable, "-m", "backend.cli", "serve", "--artifacts", str(directory), "--host", host,
+               "--port", str(port), "--device", device]
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+
+def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float = 300.0) -> None:
+    import httpx
+
+    from backend.errors import PSSError
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            lines = [line for line in log_path.read_text().splitlines() if line.strip()]
+            reason = lines[-1] if lines else f"exit code {process.returncode}"
+            raise PSSError(f"the backend stopped while starting: {reason} (log: {log_path})")
+        try:
+            if httpx.get(f"{url}/api/health", timeout=2).json().get("ready"):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(0.2)
+    raise PSSError(f"the backend did not become ready in {timeout:.0f} s (log: {log_path})")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = missing_pieces()
+    if missing:
+        print("`pss demo` cannot run yet; this installation lacks: " + "; ".join(missing))
+        return 1
+    from werkzeug.serving import make_server
+
+    from app.cli import quiet_request_logs
+    from app.main import create_dash_app
+
+    directory = (args.dir or default_dir()).expanduser()
+    _check_port(args.host, args.port)
+    ensure_artifacts(directory, args.device, args.batch_size, args.limit)
+    backend_port = args.backend_port or free_port(args.host)
+    backend_url = f"http://{args.host}:{backend_port}"
+    log_path = directory.parent / f"{directory.name}-backend.log"
+    backend = start_backend(directory, args.host, backend_port, args.device, log_path)
+    try:
+        wait_until_ready(backend, backend_url, log_path)
+        ui = make_server(args.host, args.port, create_dash_app(backend_url).server, threaded=True)
+        if not getattr(args, "verbose", False):
+            quiet_request_logs()
+        print(f"Dashboard: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+        try:
+            ui.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            ui.server_close()
+    finally:
+        stop(backend)
+    print("stopped", flush=True)
+    return 0

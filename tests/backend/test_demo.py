@@ -1,0 +1,63 @@
+"""`pss demo` end to end: precompute (a small --limit), backend + dashboard, one URL, clean Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from backend import demo
+
+WEIGHTS = Path(demo.__file__).resolve().parent / "models" / "weights" / "demo_resnet.pt"
+
+
+def test_missing_pieces_are_reported(monkeypatch, capsys):
+    monkeypatch.setitem(demo.PIECES, "backend.not_written_yet", "an imaginary piece")
+    assert demo.run(None) == 1
+    assert "an imaginary piece (backend.not_written_yet)" in capsys.readouterr().out
+
+
+def test_default_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("PSS_DEMO_DIR", str(tmp_path / "d"))
+    assert demo.default_dir() == tmp_path / "d"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="the demo checkpoint is not trained yet (pss train-demo)")
+def test_demo_serves_one_url_and_stops_on_ctrl_c(tmp_path):
+    port = demo.free_port("127.0.0.1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "demo", "--limit", "64", "--dir", str(tmp_path / "demo"),
+         "--port", str(port), "--device", "cpu"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines = []
+    try:
+        deadline = time.monotonic() + 540
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("Dashboard:"):
+                break
+        urls = [word for line in lines for word in line.split() if word.startswith("http")]
+        assert urls == [f"http://127.0.0.1:{port}/"], "".join(lines)
+        page = httpx.get(urls[0], timeout=30)
+        assert page.status_code == 200 and "Parameter-space saliency" in page.text
+        image = httpx.get(f"{urls[0]}media/samples/0/image.png", timeout=30)
+        assert image.headers["content-type"] == "image/png"
+        assert (tmp_path / "demo" / "manifest.json").exists()
+    finally:
+        process.send_signal(signal.SIGINT)
+        rest, _ = process.communicate(timeout=60)
+    assert process.returncode == 0, "".join(lines) + rest
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{port}/", timeout=2)

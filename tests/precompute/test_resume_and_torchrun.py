@@ -19,7 +19,7 @@ from backend.store import Artifacts
 from tests.precompute.tiny import small_demo_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
-SAMPLES, SHARD = 240, 16  # 15 shards
+SAMPLES, SHARD = 160, 16  # 10 shards
 
 
 def job_args(spec: str, out: Path) -> list[str]:
@@ -82,10 +82,10 @@ def reference(spec, tmp_path_factory):
 
 def test_kill_9_at_several_points_then_resume_gives_identical_bytes(spec, reference, tmp_path):
     out = tmp_path / "out"
-    run_and_kill(spec, out, "shard 1/15 written")
+    run_and_kill(spec, out, "shard 1/10 written")
     assert not (out / "manifest.json").exists()
     done_after_first = len(list((out / ".shards").glob("shard-*.npz")))
-    assert 1 <= done_after_first < 15
+    assert 1 <= done_after_first < 10
 
     lines = run_and_kill(spec, out, "written", occurrence=5)  # resumes, then dies again mid-way
     assert any(f"{done_after_first} already done" in line for line in lines), "".join(lines)
@@ -102,7 +102,7 @@ def test_kill_9_at_several_points_then_resume_gives_identical_bytes(spec, refere
 def test_half_written_files_are_never_taken_for_finished_ones(spec, reference, tmp_path):
     """A torn temp file (what a kill during a write leaves) is removed and its shard recomputed."""
     out = tmp_path / "out"
-    run_and_kill(spec, out, "shard 3/15 written")
+    run_and_kill(spec, out, "shard 3/10 written")
     shards = out / ".shards"
     victim = sorted(shards.glob("shard-*.npz"))[0]
     (shards / f".{victim.name}.tmp-999-dead").write_bytes(victim.read_bytes()[:1000])

@@ -109,13 +109,17 @@ def _slider_marks(num_layers: int) -> dict:
 def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> html.Div:
     """The page, with the cheap parts (header, salient filters, profile) already filled in so that only the
     expensive views (input saliency, neighbours, pruning) wait for a callback."""
+    back = dcc.Link("‹ Mistakes", href="/mistakes", className="back-link") if ref.kind == "samples" else \
+        dcc.Link("‹ Upload another image", href="/upload", className="back-link")
+    try:
+        detail = client.sample(ref)
+    except BackendError as exc:
+        return html.Div([html.Div([back], className="page-title"), missing_message(exc, ref)], className="page")
     layers = figures.parse_layers(info.get("layers"))
     num_layers = len(layers)
     state = parse_query(search, num_layers)
     filters, profile_fig, options = load_filters(client, ref)
     checked = salient_checks(filters, state["prune"]) if state["mode"] == "salient" else []
-    back = dcc.Link("‹ Mistakes", href="/mistakes", className="back-link") if ref.kind == "samples" else \
-        dcc.Link("‹ Upload another image", href="/upload", className="back-link")
     images = card(
         "Image and input-space saliency",
         html.Div(
@@ -199,13 +203,17 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
             className="controls-row",
         ),
         dcc.Loading(html.Div(id=f"{PREFIX}-neighbors", className="strip"), type="dot", delay_show=150),
+        extra=html.Span([html.Span("same", className="legend-same"), " the same confusion as this sample · ",
+                         html.Span("reversed", className="legend-reversed"), " the reverse confusion"],
+                        className="hint"),
     )
     return html.Div(
         [
             dcc.Location(id=f"{PREFIX}-location", refresh=False),
             dcc.Store(id=f"{PREFIX}-ref", data={"kind": ref.kind, "id": ref.id}),
             dcc.Store(id=f"{PREFIX}-filters", data=filters),
-            html.Div([back, html.Div(header(client, ref), id=f"{PREFIX}-header", className="sample-header")],
+            html.Div([back, html.Div(header(detail, detail.get("class_names") or info.get("classes", []), ref),
+                                     id=f"{PREFIX}-header", className="sample-header")],
                      className="page-title"),
             html.Div([images, filters_card], className="row"),
             html.Div([pruning, prediction], className="row"),
@@ -220,14 +228,14 @@ def _ref(data: dict) -> Ref:
     return Ref(data["kind"], str(data["id"]))
 
 
-def header(client: BackendClient, ref: Ref):
-    try:
-        detail = client.sample(ref)
-    except BackendError as exc:
-        if exc.status == 404 and ref.kind == "uploads":
-            return alert("This upload is no longer on the server (uploads expire). Please upload the image again.")
-        return error_alert(exc, f"{'upload' if ref.kind == 'uploads' else 'sample'} {ref.id}")
-    names = detail.get("class_names") or client.info().get("classes", [])
+def missing_message(exc: BackendError, ref: Ref) -> html.Div:
+    if exc.status == 404 and ref.kind == "uploads":
+        return alert("This upload is no longer on the server (uploads expire). Please upload the image again.")
+    return error_alert(exc, f"{'upload' if ref.kind == 'uploads' else 'sample'} {ref.id}")
+
+
+def header(detail: dict, names, ref: Ref) -> list:
+    """Title, verdict, true and predicted class (with confidence) and loss of a sample or upload."""
     label, pred = detail.get("label"), int(detail["pred"])
     confidence = float(detail["probs"][pred])
     title = f"Sample #{ref.id}" if ref.kind == "samples" else "Uploaded image"
@@ -384,7 +392,7 @@ def neighbor_strip(client: BackendClient, ref: Ref, layers_value, space: str, mi
         badge, extra = "", ""
         if label is not None and int(label) != pred:
             if int(hit["label"]) == int(label) and int(hit["pred"]) == pred:
-                badge, extra = "same confusion", "thumb-same"
+                badge, extra = "same", "thumb-same"
             elif int(hit["label"]) == pred and int(hit["pred"]) == int(label):
                 badge, extra = "reversed", "thumb-reversed"
         tiles.append(thumbnail(Ref("samples", str(hit["id"])), names, hit["label"], hit["pred"],

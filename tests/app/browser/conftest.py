@@ -73,7 +73,9 @@ def browser():
     profile = tempfile.mkdtemp(prefix="pss-chromium-")
     options.add_argument(f"--user-data-dir={profile}")
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.set_window_size(1280, 800)
+    # the page area itself is 1280x800, whatever room the (headless) browser chrome takes
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": 1280, "height": 800, "deviceScaleFactor": 1, "mobile": False})
     driver.implicitly_wait(0)
     yield driver
     driver.quit()

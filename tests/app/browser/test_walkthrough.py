@@ -49,13 +49,15 @@ def idle(driver) -> bool:
 
 
 def shot(driver, output_dir, name: str) -> None:
-    """The 1280x800 viewport as a user sees it, and the whole page."""
+    """The 1280x800 viewport as a user sees it, and the whole page (from the top, so the sticky bar sits there)."""
     driver.save_screenshot(str(output_dir / f"{name}.png"))
+    scroll = driver.execute_script("const y = window.scrollY; window.scrollTo(0, 0); return y")
     height = driver.execute_script("return document.documentElement.scrollHeight")
     data = driver.execute_cdp_cmd("Page.captureScreenshot", {
         "format": "png", "captureBeyondViewport": True,
         "clip": {"x": 0, "y": 0, "width": 1280, "height": height, "scale": 1}})
     (output_dir / f"{name}-full.png").write_bytes(base64.b64decode(data["data"]))
+    driver.execute_script("window.scrollTo(0, arguments[0])", scroll)
 
 
 def timed(timings: dict, name: str, action, done, driver) -> float:
@@ -284,7 +286,7 @@ def test_backend_errors_are_messages(browser, ui, output_dir):
     text = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".alert"), what="a message")[0].text
     assert "no sample 99999" in text.lower()
     browser.get(ui + "/upload/12345")
-    text = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".sample-header .alert"), what="a message")[0].text
+    text = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".alert"), what="a message")[0].text
     assert "no longer on the server" in text
     wait_for(browser, idle, what="the page to settle")
     assert not browser.find_elements(By.CSS_SELECTOR, ".dash-fe-error__title, .dash-debug-menu")

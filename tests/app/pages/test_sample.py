@@ -1,6 +1,8 @@
 """Sample-view callbacks as functions: deep-link parsing, pruning modes, neighbours, filter search."""
 
-from app.client import Ref
+import pytest
+
+from app.client import BackendError, Ref
 from app.pages import sample
 
 S = Ref("samples", "3")
@@ -76,9 +78,24 @@ def test_neighbours_mark_same_and_reversed_confusions(client, fake):
     assert fake.requests[-1][2] == {"k": "10", "space": "feature"}  # a layer range selects filters only
 
 
+def client_error(client, ref) -> BackendError:
+    with pytest.raises(BackendError) as err:
+        client.sample(ref)
+    return err.value
+
+
+def test_header_names_classes(client):
+    parts = str(sample.header(client.sample(S), ["cat", "dog", "bird"], S))
+    assert "Sample #3" in parts and "loss 0.500" in parts
+    upload = str(sample.header({"label": None, "pred": 2, "probs": [0.1, 0.2, 0.7]}, ["cat", "dog", "bird"],
+                               Ref("uploads", "9")))
+    assert "Uploaded image" in upload and "no true label given" in upload and "bird" in upload and "70%" in upload
+
+
 def test_backend_errors_become_messages(client):
     missing = Ref("samples", "999")
-    assert "no sample 999" in str(sample.header(client, missing))
+    assert "no sample 999" in str(sample.missing_message(client_error(client, missing), missing))
+    assert "uploads expire" in str(sample.missing_message(BackendError("gone", 404), Ref("uploads", "5")))
     assert "no sample 999" in str(sample.overlay(client, missing, 10, 4))
     assert "no sample 999" in str(sample.neighbor_strip(client, missing, [0, 3], "saliency", []))
     assert "no sample 999" in str(sample.prediction_panel(client, missing, [1], 1, "salient"))

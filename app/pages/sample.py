@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import parse_qs, urlencode
 
 import numpy as np
@@ -423,9 +424,11 @@ def mistakes_with_filter(client: BackendClient, ref: Ref, filter_id: int):
         hits = client.neighbors(ref, k=FILTER_SEARCH_CANDIDATES, layers=(layer, layer + 1), space="saliency",
                                 misclassified_only=True)
         names = info.get("classes", [])
+        # the candidates' top filters are independent requests: ask for them side by side
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            tops = list(pool.map(lambda hit: client.filters(Ref("samples", str(hit["id"])), top=FILTER_RANK), hits))
         found = []
-        for hit in hits:
-            top = client.filters(Ref("samples", str(hit["id"])), top=FILTER_RANK)
+        for hit, top in zip(hits, tops):
             rank = next((r for r, f in enumerate(top) if int(f["filter"]) == filter_id), None)
             if rank is not None:
                 found.append((hit, rank, float(top[rank]["z"])))

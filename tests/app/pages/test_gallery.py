@@ -57,3 +57,22 @@ def test_render_results_backend_error(client, fake):
     grid, label, *_ = gallery.render_results(client, {"true": 7, "pred": None, "show": "mistakes",
                                                        "conf": [0, 1], "page": 0})
     assert "true_class must be in [0, 2]" in str(grid)
+
+
+def test_confidence_window_needs_logarithmically_many_requests(monkeypatch):
+    """With 20,000 samples a filtered page costs about 2·log2(n) tiny requests, not a scan."""
+    from app.client import BackendClient
+
+    from ..fake_backend import FakeBackend
+
+    fake = FakeBackend(num_samples=20000).start()
+    try:
+        client = BackendClient(fake.url)
+        total, items = gallery.fetch_page(client, {"true": None, "pred": None, "show": "all", "conf": [0.5, 0.9],
+                                                   "page": 3})
+        assert len(fake.requests) <= 2 * 15 + 2
+        expected = _expected(fake, "all", 0.5, 0.9)
+        assert total == len(expected)
+        assert [it["id"] for it in items] == expected[3 * gallery.PAGE_SIZE:4 * gallery.PAGE_SIZE]
+    finally:
+        fake.stop()

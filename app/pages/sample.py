@@ -276,7 +276,8 @@ def load_filters(client: BackendClient, ref: Ref):
     layers = figures.parse_layers(profile.get("layers") or client.info().get("layers"))
     marked = [int(f["filter"]) for f in filters[:10]]
     fig = figures.profile_figure(np.asarray(profile["z"], dtype=float), layers, marked)
-    options = [{"label": html.Span([html.Span(figures.filter_label(f), className="check-name"),
+    options = [{"label": html.Span([html.Span(figures.filter_label(f), className="check-name",
+                                              title=f"{figures.filter_label(f)} (filter id {f['filter']})"),
                                     html.Span(f"z {float(f['z']):.1f}", className="check-z")], className="check-label"),
                 "value": int(f["filter"])} for f in filters]
     return filters, fig, options

@@ -21,7 +21,7 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimitMiddleware:
-    """Caps request bodies: ``limits`` maps a path prefix to its cap; other paths get ``default``."""
+    """Caps request bodies: ``limits`` maps an exact path to its cap; other paths get ``default``."""
 
     def __init__(self, app: ASGIApp, default: int, limits: dict[str, int]):
         self.app = app
@@ -29,10 +29,7 @@ class BodyLimitMiddleware:
         self.limits = limits
 
     def _limit(self, path: str) -> int:
-        for prefix, limit in self.limits.items():
-            if path == prefix or path.startswith(prefix + "/"):
-                return limit
-        return self.default
+        return self.limits.get(path.rstrip("/") or "/", self.default)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
+from starlette.concurrency import run_in_threadpool
 
 from backend.render import overlay, png_bytes
 from backend.saliency import input_saliency, prune_filters
@@ -237,7 +238,8 @@ class Service:
         key = ("prune", s.kind, s.id, tuple(chosen), k)
         result = self.results.get(key)
         if result is None:
-            ids = [h["id"] for h in self.neighbors(s, k, None, "saliency", False)] if k else []
+            hits = await run_in_threadpool(self.neighbors, s, k, None, "saliency", False) if k else []
+            ids = [h["id"] for h in hits]
             after = await self.worker.run(self._prune_job, s, ids, chosen)
             result = {
                 "filters": chosen,

@@ -212,3 +212,8 @@ def test_small_chunked_upload_is_accepted(client):
 def test_server_still_healthy_after_bad_uploads(client):
     assert client.get("/api/health").json()["ready"] is True
     assert probs_of(client, images.encode(images.pattern(seed=8), "JPEG")).shape == (10,)
+
+
+def test_upload_views_keep_the_small_json_cap(client):
+    uid = upload(client, images.encode(images.pattern(seed=3), "PNG")).json()["id"]
+    assert_clean_error(client.post(f"/api/uploads/{uid}/prune", json={"filters": list(range(20000))}), 413)

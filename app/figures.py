@@ -37,10 +37,22 @@ def short_layer(name: str) -> str:
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
 
+CHAR_PX = 7.0  # average width of a 12 px label character, for sizing margins up front
+
+
+def text_px(labels, angle: float = 0.0) -> int:
+    """Room the longest label needs across (angle 0) or down (tilted by ``angle`` degrees) the axis."""
+    longest = max((len(str(label)) for label in labels), default=0) * CHAR_PX
+    return int(longest * abs(np.sin(np.radians(angle)))) + 14 if angle else int(longest) + 12
+
+
 def _base_layout(fig: go.Figure, height: int, margin: dict | None = None, **kwargs) -> go.Figure:
+    """Shared look. Margins are computed here instead of Plotly's automargin, which costs a second layout
+    pass in the browser on every update; the bare template keeps each figure's JSON small."""
     fig.update_layout(
+        template="none",
         height=height,
-        margin=margin or dict(l=10, r=10, t=36, b=10),
+        margin=margin or dict(l=60, r=10, t=36, b=70),
         font=dict(family=FONT, size=12, color="#1f2933"),
         plot_bgcolor="white",
         paper_bgcolor="white",
@@ -57,7 +69,7 @@ def empty_figure(message: str, height: int = 260) -> go.Figure:
                        xref="paper", yref="paper")
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
-    return _base_layout(fig, height)
+    return _base_layout(fig, height, margin=dict(l=10, r=10, t=10, b=10))
 
 
 def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figure:
@@ -82,9 +94,11 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
                              texttemplate="%{text}", colorscale="OrRd", showscale=False,
                              zmin=0, zmax=max(1.0, np.nanmax(off) if n > 1 else 1.0),
                              hovertemplate=hover, xgap=2, ygap=2))
-    fig.update_xaxes(title="predicted class", side="bottom", tickangle=-35, showgrid=False)
-    fig.update_yaxes(title="true class", autorange="reversed", showgrid=False)
-    return _base_layout(fig, 90 + 38 * n, margin=dict(l=10, r=10, t=10, b=10))
+    fig.update_xaxes(title=dict(text="predicted class", standoff=8), side="bottom", tickangle=-35, showgrid=False,
+                     zeroline=False)
+    fig.update_yaxes(title=dict(text="true class", standoff=8), autorange="reversed", showgrid=False, zeroline=False)
+    bottom = text_px(class_names, 35) + 36
+    return _base_layout(fig, 20 + bottom + 38 * n, margin=dict(l=text_px(class_names) + 30, r=10, t=10, b=bottom))
 
 
 def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
@@ -94,9 +108,11 @@ def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
             fig.add_vrect(x0=start - 0.5, x1=stop - 0.5, fillcolor="#eef1f5", line_width=0, layer="below")
     step = max(1, int(np.ceil(len(layers) / max_ticks)))
     shown = [layer for i, layer in enumerate(layers) if i % step == 0]
-    fig.update_xaxes(tickvals=[(s + e - 1) / 2 for _, s, e in shown], ticktext=[short_layer(n) for n, _, _ in shown],
-                     tickangle=-35, showgrid=False, title="filters, layers shallow → deep",
+    ticktext = [short_layer(n) for n, _, _ in shown]
+    fig.update_xaxes(tickvals=[(s + e - 1) / 2 for _, s, e in shown], ticktext=ticktext, tickangle=-35,
+                     showgrid=False, zeroline=False, title=dict(text="filters, layers shallow → deep", standoff=6),
                      range=[-0.5, (layers[-1][2] if layers else 1) - 0.5])
+    fig.update_layout(margin=dict(l=64, r=16, t=30, b=text_px(ticktext, 35) + 34))
 
 
 def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
@@ -116,9 +132,10 @@ def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, la
         fig.add_trace(go.Scatter(x=x, y=sort_within_layers(values, layers), mode="lines", name=name,
                                    line=dict(color=colour, width=1.4),
                                    hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
-    _layer_bands(fig, layers)
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
-    return _base_layout(fig, 320, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
+    _base_layout(fig, 320, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
+    _layer_bands(fig, layers)
+    return fig
 
 
 def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
@@ -128,10 +145,11 @@ def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
     fig = go.Figure(go.Scatter(x=np.arange(len(mean_raw)), y=mean_raw, mode="markers",
                                  marker=dict(size=3, color=ACCENT), name="mean |grad|",
                                  hovertemplate="filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
-    _layer_bands(fig, layers)
     positive = mean_raw[mean_raw > 0]
     fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
-    return _base_layout(fig, 290, showlegend=False)
+    _base_layout(fig, 290, showlegend=False)
+    _layer_bands(fig, layers)
+    return fig
 
 
 def filter_label(item: dict) -> str:
@@ -152,9 +170,11 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
         text=[f"{float(f['z']):.1f}" for f in filters], textposition="outside", cliponaxis=False,
         hovertemplate="%{y}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it<extra></extra>",
     ))
-    fig.update_yaxes(autorange="reversed", automargin=True, showgrid=False)
-    fig.update_xaxes(title="standardized saliency (z)", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
-    return _base_layout(fig, 60 + 21 * len(filters), bargap=0.25, margin=dict(l=10, r=30, t=10, b=10))
+    fig.update_yaxes(autorange="reversed", showgrid=False)
+    fig.update_xaxes(title=dict(text="standardized saliency (z)", standoff=6), gridcolor="#f0f2f5",
+                     zerolinecolor="#cbd2d9")
+    return _base_layout(fig, 60 + 21 * len(filters), bargap=0.25,
+                        margin=dict(l=text_px(labels), r=36, t=10, b=46))
 
 
 def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = ()) -> go.Figure:
@@ -169,9 +189,10 @@ def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = 
                                    marker=dict(color=WRONG, size=8, line=dict(color="white", width=1)),
                                    customdata=marked,
                                    hovertemplate="filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
-    _layer_bands(fig, layers)
     fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
-    return _base_layout(fig, 260, showlegend=False)
+    _base_layout(fig, 260, showlegend=False)
+    _layer_bands(fig, layers)
+    return fig
 
 
 def probability_figure(class_names: Sequence[str], before: Sequence[float], after: Sequence[float] | None = None,
@@ -192,7 +213,7 @@ def probability_figure(class_names: Sequence[str], before: Sequence[float], afte
         fig.add_trace(go.Bar(y=names, x=after_arr[keep], orientation="h", name="after pruning",
                              marker_color=ACCENT, hovertemplate="%{y}: %{x:.1%}<extra>after</extra>"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#f0f2f5")
-    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_yaxes(autorange="reversed", showgrid=False)
     return _base_layout(fig, 70 + 30 * len(keep) * (1 if after_arr is None else 1.5), barmode="group",
                         legend=dict(orientation="h", x=0, xanchor="left", y=1.0, yanchor="bottom"), bargap=0.2,
-                        showlegend=after_arr is not None, margin=dict(l=10, r=10, t=30, b=10))
+                        showlegend=after_arr is not None, margin=dict(l=text_px(names), r=14, t=30, b=30))

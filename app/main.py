@@ -71,7 +71,9 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
                 ],
                 className="topbar",
             ),
+            # only a page change shows this spinner; the pages' own updates have their own
             html.Main(dcc.Loading(html.Div(id="page-content"), type="default", delay_show=300,
+                                  target_components={"page-content": "children"},
                                   parent_className="page-loading"), className="main"),
         ],
         className="shell",

@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--reference-samples", type=int, default=None,
         help="samples per round for the slow batch-size-1 loop (default: min(batch, 32))",
     )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and input")
 
 
@@ -36,6 +37,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch_size < 1 or args.rounds < 1:
         raise PSSError("--batch-size and --rounds must be >= 1")
+    if args.threads is not None:
+        if args.threads < 1:
+            raise PSSError("--threads must be >= 1")
+        torch.set_num_threads(args.threads)
     device = _device(args.device)
     model, channels, side = _model(args.model, args.image_size)
     model = model.to(device).eval()

@@ -30,6 +30,7 @@ _GPU_TILE_BYTES = 1 << 28
 # positions, the CPU conv library's own weight-gradient kernel, run with the batch as conv groups, is fastest;
 # below that, one matmul per kernel offset; with very few positions, one matmul over gathered windows.
 _GROUPED_CONV_MIN_POSITIONS = 100
+_GROUPED_BUDGET_SCALE = 16
 _SHIFTED_MIN_POSITIONS = 36
 
 ProgressFn = Callable[[int, int], None]
@@ -198,8 +199,8 @@ def per_sample_weight_grads(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor
     return torch.cat([tile for _, tile in _weight_grad_tiles(conv, x, grad, padding)])
 
 
-def _samples_per_tile(x: torch.Tensor, bytes_per_sample: int) -> int:
-    budget = _GPU_TILE_BYTES if x.is_cuda else _CPU_TILE_BYTES
+def _samples_per_tile(x: torch.Tensor, bytes_per_sample: int, budget_scale: int = 1) -> int:
+    budget = (_GPU_TILE_BYTES if x.is_cuda else _CPU_TILE_BYTES) * budget_scale
     return max(1, min(x.shape[0], budget // max(1, bytes_per_sample)))
 
 
@@ -235,7 +236,9 @@ def _batch_as_groups_tiles(
     groups = conv.groups
     kh, kw = conv.kernel_size
     fan_in = cin // groups * kh * kw
-    step = _samples_per_tile(x, 8 * cout * fan_in * x.element_size())
+    # the conv kernel reduces over positions internally, so its output (not the input) bounds the tile;
+    # larger tiles amortize its per-call set-up
+    step = _samples_per_tile(x, cout * fan_in * x.element_size(), budget_scale=_GROUPED_BUDGET_SCALE)
     for start in range(0, batch, step):
         c = min(step, batch - start)
         shape = (c * cout, cin // groups, kh, kw)

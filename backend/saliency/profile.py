@@ -13,6 +13,7 @@ layer output is exactly sample n's own gradient.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -34,6 +35,7 @@ _GROUPED_BUDGET_SCALE = 16
 _SHIFTED_MIN_POSITIONS = 36
 
 ProgressFn = Callable[[int, int], None]
+_log = logging.getLogger(__name__)
 
 
 def filter_saliency(
@@ -48,7 +50,8 @@ def filter_saliency(
     """Per-sample mean ``|d CrossEntropy(model(x_n), y_n) / dW|`` for every conv filter, model in eval mode.
 
     Returns ``[N, layout.num_filters]`` on ``images``' device: float64 if the model computes in float64,
-    float32 otherwise. Work runs on the model's device in micro-batches of ``batch_size``. The model is left
+    float32 otherwise. Work runs on the model's device in micro-batches of ``batch_size``, halved for the rest
+    of the call whenever one runs out of device memory. The model is left
     exactly as found (train/eval flags, hooks, ``requires_grad``, ``.grad``), also when this raises.
     ``progress(done, total)`` is called after each micro-batch.
     """
@@ -62,16 +65,34 @@ def filter_saliency(
     total = images.shape[0]
     result = torch.empty(total, layout.num_filters, dtype=out_dtype, device=images.device)
     with eval_mode(model):
-        for start in range(0, total, batch_size):
-            x = images[start : start + batch_size].to(device=device, dtype=dtype)
-            y = labels[start : start + batch_size].to(device=device)
-            with SaliencyRecorder(model, layout, differentiable=False) as recorder:
-                loss = F.cross_entropy(logits_of(model(recorder.track_input(x))), y, reduction="sum")
-                torch.autograd.grad(loss, recorder.input)
-            result[start : start + batch_size] = recorder.profile(x.shape[0]).to(result.device, out_dtype)
+        start, size = 0, batch_size
+        while start < total:
+            x = images[start : start + size].to(device=device, dtype=dtype)
+            y = labels[start : start + size].to(device=device)
+            try:
+                chunk = _batch_profile(model, layout, x, y)
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                del x, y
+                size //= 2  # split large batches automatically: the rest of the run keeps the smaller size
+                _log.warning("out of memory at a micro-batch of %d; continuing with %d", size * 2, size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            result[start : start + chunk.shape[0]] = chunk.to(result.device, out_dtype)
+            start += chunk.shape[0]
             if progress is not None:
-                progress(min(start + batch_size, total), total)
+                progress(start, total)
     return result
+
+
+def _batch_profile(model: nn.Module, layout: FilterLayout, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Raw saliency of one micro-batch: one forward, one backward that reaches every conv output."""
+    with SaliencyRecorder(model, layout, differentiable=False) as recorder:
+        loss = F.cross_entropy(logits_of(model(recorder.track_input(x))), y, reduction="sum")
+        torch.autograd.grad(loss, recorder.input)
+        return recorder.profile(x.shape[0])
 
 
 class SaliencyRecorder:

@@ -220,3 +220,24 @@ def test_progress_callback_reports_every_micro_batch():
     filter_saliency(ConvBnNet(), torch.randn(5, 1, 8, 8), torch.randint(0, 3, (5,)), batch_size=2,
                     progress=lambda done, total: calls.append((done, total)))
     assert calls == [(2, 5), (4, 5), (5, 5)]
+
+
+def test_out_of_memory_splits_the_micro_batch(monkeypatch):
+    """A device running out of memory at some batch size must not fail the run, nor change the result."""
+    import backend.saliency.profile as profile
+
+    model = ConvBnNet().double()
+    images, labels = torch.randn(7, 1, 8, 8, dtype=torch.float64), torch.randint(0, 3, (7,))
+    expected = filter_saliency(model, images, labels, batch_size=7)
+    real, sizes = profile._batch_profile, []
+
+    def small_device(model, layout, x, y):
+        sizes.append(x.shape[0])
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(model, layout, x, y)
+
+    monkeypatch.setattr(profile, "_batch_profile", small_device)
+    got = filter_saliency(model, images, labels, batch_size=7)
+    assert sizes[:3] == [7, 3, 1] and max(sizes[3:]) == 1
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from ..deps import get_service, get_upload
 from ..schemas import ErrorOut, UploadOut
 from ..service import Service
-from .views import add_views
+from .views import BODY_ERRORS, add_views
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
 
@@ -17,7 +17,11 @@ router = APIRouter(prefix="/uploads", tags=["uploads"])
     "",
     response_model=UploadOut,
     summary="upload a PNG/JPEG/WebP image (optional true label); returns its id and prediction",
-    responses={413: {"model": ErrorOut}, 415: {"model": ErrorOut}},
+    responses={
+        **BODY_ERRORS,
+        413: {"model": ErrorOut, "description": "body over the size cap, or an image with too many pixels"},
+        415: {"model": ErrorOut, "description": "not a PNG, JPEG or WebP image"},
+    },
 )
 async def create_upload(
     file: UploadFile = File(..., description="PNG, JPEG or WebP; animated images use their first frame"),

@@ -8,10 +8,14 @@ from typing import Literal
 from fastapi import APIRouter, Body, Depends, Query, Response
 
 from ..deps import get_service
-from ..schemas import DetailOut, FilterOut, NeighborOut, ProfileOut, PruneIn, PruneOut
+from ..schemas import DetailOut, ErrorOut, FilterOut, NeighborOut, ProfileOut, PruneIn, PruneOut
 from ..service import Invalid, Service, Subject
 
 PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
+BODY_ERRORS = {
+    400: {"model": ErrorOut, "description": "the body cannot be parsed (e.g. not UTF-8)"},
+    413: {"model": ErrorOut, "description": "the body is larger than the server accepts"},
+}
 LAYERS_PATTERN = r"^\d{1,6}:\d{1,6}$"
 
 
@@ -65,7 +69,12 @@ def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], n
     ) -> list[dict]:
         return service.neighbors(s, k, _parse_layers(layers), space, misclassified_only)
 
-    @router.post(f"{prefix}/prune", response_model=PruneOut, summary="before/after prediction with filters switched off")
+    @router.post(
+        f"{prefix}/prune",
+        response_model=PruneOut,
+        responses=BODY_ERRORS,
+        summary="prediction before (stored) and after switching filters off, for the image and its neighbours",
+    )
     async def prune(
         s: Subject = Depends(subject), body: PruneIn = Body(...), service: Service = Depends(get_service)
     ) -> dict:

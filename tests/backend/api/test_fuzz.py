@@ -1,5 +1,5 @@
 """Property-based fuzzing of every operation in /openapi.json (schemathesis, against the ASGI app over the tiny
-artifacts): no input produces a 5xx."""
+artifacts): no input produces a 5xx, and every answer has a documented status, content type and schema."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from backend.api.loader import load_service
 from backend.api.main import create_app
@@ -33,5 +38,8 @@ schema = schemathesis.pytest.from_fixture("api_schema")
 )
 def test_no_input_gives_a_server_error(case):
     response = case.call()
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(
+        response,
+        checks=[not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance],
+    )
     assert b"Traceback" not in response.content

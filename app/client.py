@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
@@ -87,15 +89,28 @@ def _detail(response: httpx.Response) -> str:
 class BackendClient:
     """Typed methods for every backend route. Thread-safe (one pooled ``httpx.Client``)."""
 
+    MAPS_KEPT = 32  # recent input-saliency maps kept (and shared with requests that arrive meanwhile)
+    MAPS_TTL_S = 300.0
+
     def __init__(self, base_url: str, timeout: float = 10.0, slow_timeout: float = 60.0):
         self.base_url = base_url.rstrip("/")
         self.slow_timeout = slow_timeout
-        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=3.0))
+        self._http = httpx.Client(base_url=self.base_url, timeout=httpx.Timeout(timeout, connect=3.0),
+                                  limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
         self._info: tuple[float, dict] | None = None
         self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pss-client")
+        self._maps: OrderedDict[tuple, tuple[float, Future]] = OrderedDict()
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
+
+    def parallel(self, *calls):
+        """Runs independent zero-argument calls side by side; returns their results in order (the first
+        BackendError raised is re-raised)."""
+        futures = [self._pool.submit(call) for call in calls]
+        return [future.result() for future in futures]
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -183,9 +198,30 @@ class BackendClient:
         return self._json("GET", f"{ref.path}/profile")
 
     def input_saliency_png(self, ref: Ref, top_k: int = 10, boost: float = 100.0) -> bytes:
-        return self._png(
-            f"{ref.path}/input-saliency.png", params={"top_k": top_k, "boost": boost}, timeout=self.slow_timeout
-        )
+        """The overlay PNG; joins a prefetch of the same map that is still running instead of asking twice."""
+        return self._map_future(ref, top_k, boost).result()
+
+    def prefetch_input_saliency(self, ref: Ref, top_k: int = 10, boost: float = 100.0) -> None:
+        """Starts computing a map in the background (e.g. while the browser is still drawing the page)."""
+        self._map_future(ref, top_k, boost)
+
+    def _map_future(self, ref: Ref, top_k: int, boost: float) -> Future:
+        key = (ref, int(top_k), float(boost))
+        now = time.monotonic()
+        with self._lock:
+            entry = self._maps.get(key)
+            if entry is not None:
+                started, future = entry
+                failed = future.done() and future.exception() is not None
+                if not failed and now - started < self.MAPS_TTL_S:
+                    self._maps.move_to_end(key)
+                    return future
+            future = self._pool.submit(self._png, f"{ref.path}/input-saliency.png",
+                                       params={"top_k": int(top_k), "boost": float(boost)}, timeout=self.slow_timeout)
+            self._maps[key] = (now, future)
+            while len(self._maps) > self.MAPS_KEPT:
+                self._maps.popitem(last=False)
+        return future
 
     def neighbors(
         self,

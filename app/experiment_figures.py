@@ -39,6 +39,11 @@ def _band(fig: go.Figure, x: Sequence, stat: dict, mode: str, row: int, col: int
                   row=row, col=col)
 
 
+def _modes(curves: dict) -> list[str]:
+    """Modes in a fixed order (the JSON's keys are sorted alphabetically)."""
+    return [mode for mode in ("salient", "random", "least") if mode in curves]
+
+
 def curves_figure(doc: dict) -> go.Figure:
     """Experiments 1 and 2: confidence changes and % corrected against the number of filters acted on."""
     res = doc.get("results", {})
@@ -49,8 +54,8 @@ def curves_figure(doc: dict) -> go.Figure:
               ("corrected_fraction", "samples corrected (%)", 100)]
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.07)
     for col, (key, _, scale) in enumerate(panels, start=1):
-        for mode, curves in res["curves"].items():
-            _band(fig, res["n"], curves[key], mode, 1, col, show=col == 1, scale=scale)
+        for mode in _modes(res["curves"]):
+            _band(fig, res["n"], res["curves"][mode][key], mode, 1, col, show=col == 1, scale=scale)
         fig.update_xaxes(title_text="filters n", row=1, col=col, gridcolor="#eef1f4")
         fig.update_yaxes(gridcolor="#eef1f4", zerolinecolor="#cbd2d9", row=1, col=col)
     return _base_layout(fig, 340, margin=dict(l=10, r=10, t=40, b=10),
@@ -87,8 +92,8 @@ def finetuning_figure(doc: dict) -> go.Figure:
     fig = make_subplots(rows=1, cols=3, subplot_titles=[p[1] for p in panels], horizontal_spacing=0.07)
     n = res["n"]
     for col, (key, _, scale) in enumerate(panels, start=1):
-        for mode, curves in res["curves"].items():
-            _band(fig, n, curves[key], mode, 1, col, show=col == 1, scale=scale)
+        for mode in _modes(res["curves"]):
+            _band(fig, n, res["curves"][mode][key], mode, 1, col, show=col == 1, scale=scale)
         whole = res["whole_network"][key]
         if whole["mean"] is not None:
             fig.add_trace(go.Scatter(x=[n[0], n[-1]], y=[whole["mean"] * scale] * 2, mode="lines",

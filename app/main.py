@@ -15,10 +15,10 @@ from flask import Response, abort
 
 from app.client import BackendClient, BackendError, Ref
 from app.components import alert
-from app.pages import gallery, overview, sample, upload
+from app.pages import experiments, gallery, overview, sample, upload
 
 ASSETS = Path(__file__).resolve().parent.parent / "frontend_assets"
-NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload")]
+NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload"), ("/experiments", "Experiments")]
 _ID = re.compile(r"^[0-9]{1,20}$")
 
 
@@ -37,6 +37,8 @@ def route(client: BackendClient, pathname: str | None, search: str | None):
         return gallery.layout(client, info, search)
     if path == "/upload":
         return upload.layout(client, info)
+    if path == "/experiments":
+        return experiments.layout(client, info)
     match = re.fullmatch(r"/(sample|upload)/([^/]+)", path)
     if match and _ID.match(match.group(2)):
         kind = "samples" if match.group(1) == "sample" else "uploads"

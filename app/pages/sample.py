@@ -112,13 +112,15 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
     expensive views (input saliency, neighbours, pruning) wait for a callback."""
     back = dcc.Link("‹ Mistakes", href="/mistakes", className="back-link") if ref.kind == "samples" else \
         dcc.Link("‹ Upload another image", href="/upload", className="back-link")
+    layers = figures.parse_layers(info.get("layers"))
+    num_layers = len(layers)
+    state = parse_query(search, num_layers)
     try:
         detail = client.sample(ref)
     except BackendError as exc:
         return html.Div([html.Div([back], className="page-title"), missing_message(exc, ref)], className="page")
-    layers = figures.parse_layers(info.get("layers"))
-    num_layers = len(layers)
-    state = parse_query(search, num_layers)
+    # the map is the slowest view: start it now, while the browser draws the page that will ask for it
+    client.prefetch_input_saliency(ref, state["top_k"], state["boost"])
     filters, profile_fig, options = load_filters(client, ref)
     checked = salient_checks(filters, state["prune"]) if state["mode"] == "salient" else []
     images = card(
@@ -269,8 +271,7 @@ def overlay(client: BackendClient, ref: Ref, top_k: int, boost_index: int):
 def load_filters(client: BackendClient, ref: Ref):
     """(filters store, profile figure, checklist options) for a sample."""
     try:
-        filters = client.filters(ref, top=TOP_FILTERS)
-        profile = client.profile(ref)
+        filters, profile = client.parallel(lambda: client.filters(ref, top=TOP_FILTERS), lambda: client.profile(ref))
     except BackendError as exc:
         return None, figures.empty_figure(f"Could not load the profile: {exc.message}", 260), []
     layers = figures.parse_layers(profile.get("layers") or client.info().get("layers"))

@@ -31,7 +31,7 @@ def test_per_sample_routes(client, fake):
     assert fake.requests[-1][2] == {"top": "5"}
     assert len(client.profile(S3)["z"]) == 12
     assert client.input_saliency_png(S3, top_k=7, boost=30).startswith(b"\x89PNG")
-    assert fake.requests[-1][1:3] == ("/api/samples/3/input-saliency.png", {"top_k": "7", "boost": "30"})
+    assert fake.requests[-1][1:3] == ("/api/samples/3/input-saliency.png", {"top_k": "7", "boost": "30.0"})
     hits = client.neighbors(S3, k=4, layers=(1, 3), space="feature", misclassified_only=True)
     assert fake.requests[-1][2] == {"k": "4", "layers": "1:3", "space": "feature", "misclassified_only": "true"}
     assert len(hits) <= 4
@@ -98,3 +98,28 @@ def test_timeout(fake):
     with pytest.raises(BackendError) as err:
         client.health()
     assert err.value.status == 504
+
+
+def test_prefetched_map_is_requested_once(client, fake):
+    fake.delay = 0.2
+    client.prefetch_input_saliency(S3, top_k=5, boost=100)
+    png = client.input_saliency_png(S3, top_k=5, boost=100.0)  # joins the running request
+    assert png.startswith(b"\x89PNG")
+    assert sum(1 for r in fake.requests if r[1].endswith("input-saliency.png")) == 1
+    client.input_saliency_png(S3, top_k=6, boost=100.0)
+    assert sum(1 for r in fake.requests if r[1].endswith("input-saliency.png")) == 2
+
+
+def test_failed_map_is_asked_again(client, fake):
+    fake.overrides["/api/samples/3/input-saliency.png"] = (503, {"detail": "busy"})
+    with pytest.raises(BackendError):
+        client.input_saliency_png(S3)
+    del fake.overrides["/api/samples/3/input-saliency.png"]
+    assert client.input_saliency_png(S3).startswith(b"\x89PNG")
+
+
+def test_parallel_calls_keep_order_and_errors(client):
+    info, detail = client.parallel(client.info, lambda: client.sample(S3))
+    assert info["model"] == "fake" and detail["id"] == 3
+    with pytest.raises(BackendError):
+        client.parallel(client.info, lambda: client.sample(Ref("samples", "999")))

@@ -1,8 +1,9 @@
 """The issue's acceptance walk-through in a real browser, one step per test, with a screenshot per step.
 
 The steps share one browser session and run in file order (overview -> gallery -> sample -> uploads ->
-deep link). Interaction times are measured from the input event to the moment the page shows the result,
-and checked against PSS_UI_BUDGET_S (default 1 s).
+deep link). Interaction times are measured from the input event to the moment the page shows the whole
+result with no callback in flight; the median of a few repetitions is checked against PSS_UI_BUDGET_S
+(default 1 s) and every time is written to test-output/ui/timings.json.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 BUDGET_S = float(os.environ.get("PSS_UI_BUDGET_S", "1.0"))
+REPEATS = 3  # timed repetitions per interaction; the median is checked (a shared machine has hiccups)
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -67,6 +69,11 @@ def timed(timings: dict, name: str, action, done, driver) -> float:
     elapsed = time.perf_counter() - start
     timings.setdefault(name, []).append(round(elapsed, 3))
     return elapsed
+
+
+def assert_fast(timings: dict, name: str) -> None:
+    median = float(np.median(timings[name]))
+    assert median <= BUDGET_S, f"{name}: median {median:.2f} s over {timings[name]} (budget {BUDGET_S} s)"
 
 
 def texts(driver, selector: str) -> list[str]:
@@ -157,20 +164,27 @@ def test_gallery_filters_and_pages(browser, ui, output_dir):
     shot(browser, output_dir, "03-gallery")
 
 
+def gallery(browser, ui):
+    """The gallery, reached like a user does: through the app's own link (no page reload) once it runs."""
+    if browser.current_url.startswith(ui) and browser.find_elements(By.ID, "nav-mistakes"):
+        click(browser, browser.find_element(By.ID, "nav-mistakes"))
+    else:
+        browser.get(ui + "/mistakes")
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")) > 4 and idle(d),
+             what="gallery thumbnails")
+
+
 def test_open_a_mistake(browser, ui, output_dir, timings):
     # warm-up: one sample view, so the backend and the browser have loaded what every view needs
-    browser.get(ui + "/mistakes")
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")) > 2 and idle(d),
-             what="gallery thumbnails")
-    browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")[1].click()
+    gallery(browser, ui)
+    browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")[4].click()
     wait_for(browser, lambda d: sample_ready(d) and idle(d), what="the warm-up sample view")
-    browser.back()
-    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")) > 2 and idle(d),
-             what="gallery thumbnails")
-    tile = browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")[0]
-    sample_id = tile.get_attribute("href").rsplit("/", 1)[1]
-    elapsed = timed(timings, "click a mistake", tile.click,
-                    lambda d: urlparse(d.current_url).path == f"/sample/{sample_id}" and sample_ready(d), browser)
+    for i in range(REPEATS):
+        gallery(browser, ui)
+        tile = browser.find_elements(By.CSS_SELECTOR, "#gallery-results a.thumb")[i]
+        sample_id = tile.get_attribute("href").rsplit("/", 1)[1]
+        timed(timings, "click a mistake", tile.click,
+              lambda d: urlparse(d.current_url).path == f"/sample/{sample_id}" and sample_ready(d), browser)
     header = browser.find_element(By.CSS_SELECTOR, ".sample-header").text
     assert f"Sample #{sample_id}" in header and "misclassified" in header and "true" in header
     overlay = browser.find_element(By.CSS_SELECTOR, "#sample-overlay img.big-img")
@@ -182,20 +196,21 @@ def test_open_a_mistake(browser, ui, output_dir, timings):
     assert len(bars) == 20
     assert len(browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input[type=checkbox]")) == 20
     shot(browser, output_dir, "04-sample")
-    assert elapsed <= BUDGET_S, f"opening a mistake took {elapsed:.2f} s"
+    assert_fast(timings, "click a mistake")
 
 
 def test_layer_range_changes_neighbours(browser, ui, output_dir, timings):
-    before = neighbour_ids(browser)
-    assert len(before) == 10
     num_layers = int(browser.find_element(By.CSS_SELECTOR, "#sample-layers .dash-slider-thumb-2")
                      .get_attribute("aria-valuemax"))
-    # Page Up moves the lower handle by a big step: only the deep layers remain
-    elapsed = timed(timings, "change the layer range",
-                    lambda: press(browser, "#sample-layers .dash-slider-thumb-1", Keys.PAGE_UP),
-                    lambda d: "layers" in d.find_element(By.ID, "sample-layers-label").text
-                    and not d.find_element(By.ID, "sample-layers-label").text.startswith("all")
-                    and neighbour_ids(d) != before, browser)
+    for i in range(REPEATS):
+        before = neighbour_ids(browser)
+        assert len(before) == 10
+        # Page Up moves the lower handle by a big step (only the deep layers remain), Home takes it back
+        key, narrowed = (Keys.PAGE_UP, True) if i % 2 == 0 else (Keys.HOME, False)
+        timed(timings, "change the layer range",
+              lambda: press(browser, "#sample-layers .dash-slider-thumb-1", key),
+              lambda d: d.find_element(By.ID, "sample-layers-label").text.startswith("layers" if narrowed else "all")
+              and neighbour_ids(d) != before, browser)
     start = int(browser.find_element(By.CSS_SELECTOR, "#sample-layers .dash-slider-thumb-1")
                 .get_attribute("aria-valuenow"))
     assert 0 < start < num_layers
@@ -208,17 +223,23 @@ def test_layer_range_changes_neighbours(browser, ui, output_dir, timings):
     wait_for(browser, lambda d: neighbour_ids(d) and neighbour_ids(d) != deep and idle(d), what="feature neighbours")
     assert "space=feature" in browser.current_url
     assert "does not apply" in browser.find_element(By.ID, "sample-layers-label").text
-    assert elapsed <= BUDGET_S, f"changing the layer range took {elapsed:.2f} s"
+    assert_fast(timings, "change the layer range")
+
+
+def summary_text(driver) -> str:
+    found = driver.find_elements(By.ID, "sample-prune-summary")
+    return found[0].text if found else ""
 
 
 def test_prune_top_k_updates_prediction(browser, ui, output_dir, timings):
-    elapsed = timed(timings, "prune the top-k",
-                    lambda: press(browser, "#sample-prune-k .dash-slider-thumb", Keys.PAGE_UP),
-                    lambda d: "filters off" in (d.find_elements(By.ID, "sample-prune-summary") or [None])[0].text,
-                    browser)
+    timed(timings, "prune the top-k", lambda: press(browser, "#sample-prune-k .dash-slider-thumb", Keys.PAGE_UP),
+          lambda d: "filters off" in summary_text(d), browser)
     k = int(browser.find_element(By.CSS_SELECTOR, "#sample-prune-k .dash-slider-thumb").get_attribute("aria-valuenow"))
-    summary = browser.find_element(By.ID, "sample-prune-summary").text
-    assert summary.startswith(f"{k} filters off")
+    for step in range(1, REPEATS):  # one filter fewer each time
+        timed(timings, "prune the top-k", lambda: press(browser, "#sample-prune-k .dash-slider-thumb", Keys.LEFT),
+              lambda d: summary_text(d).startswith(f"{k - step} filters off"), browser)
+    k -= REPEATS - 1
+    assert summary_text(browser).startswith(f"{k} filters off")
     checked = browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input:checked")
     assert len(checked) == k
     traces = browser.execute_script(
@@ -228,13 +249,13 @@ def test_prune_top_k_updates_prediction(browser, ui, output_dir, timings):
     shot(browser, output_dir, "06-pruned")
     # unticking one filter re-runs the pruning with the others
     timed(timings, "toggle a pruned filter", lambda: click(browser, checked[0].find_element(By.XPATH, "./ancestor::label")),
-          lambda d: d.find_element(By.ID, "sample-prune-summary").text.startswith(f"{k - 1} filters off"), browser)
+          lambda d: summary_text(d).startswith(f"{k - 1} filters off"), browser)
     # the paper's comparison: the same number of random filters
     timed(timings, "switch the pruning mode",
           lambda: click(browser, browser.find_element(By.XPATH, "//div[@id='sample-prune-mode']//label[contains(., 'random')]")),
-          lambda d: d.find_element(By.ID, "sample-prune-summary").text.startswith(f"{k} filters off")
-          and "mode=random" in d.current_url, browser)
-    assert elapsed <= BUDGET_S, f"pruning took {elapsed:.2f} s"
+          lambda d: summary_text(d).startswith(f"{k} filters off") and "mode=random" in d.current_url, browser)
+    for name in ("prune the top-k", "toggle a pruned filter", "switch the pruning mode"):
+        assert_fast(timings, name)
 
 
 def test_click_a_filter_shows_other_mistakes(browser, ui, output_dir):

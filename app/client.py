@@ -163,6 +163,11 @@ class BackendClient:
         """Dataset-wide aggregates for the overview (confusion matrix, average profiles)."""
         return self._json("GET", "/api/summary", timeout=self.slow_timeout)
 
+    def experiments(self, name: str | None = None) -> dict:
+        """What `pss experiments` wrote: the listing, or one experiment's results."""
+        path = "/api/experiments" if name is None else f"/api/experiments/{name}"
+        return self._json("GET", path, timeout=self.slow_timeout)
+
     def samples(
         self,
         *,

@@ -123,3 +123,14 @@ def test_parallel_calls_keep_order_and_errors(client):
     assert info["model"] == "fake" and detail["id"] == 3
     with pytest.raises(BackendError):
         client.parallel(client.info, lambda: client.sample(Ref("samples", "999")))
+
+
+def test_experiments_routes(client, fake):
+    fake.overrides["/api/experiments"] = (200, {"experiments": ["pruning"]})
+    fake.overrides["/api/experiments/pruning"] = (200, {"num_samples": 3})
+    assert client.experiments() == {"experiments": ["pruning"]}
+    assert client.experiments("pruning") == {"num_samples": 3}
+    fake.overrides["/api/experiments/nope"] = (404, {"detail": "no experiment nope"})
+    with pytest.raises(BackendError) as err:
+        client.experiments("nope")
+    assert err.value.status == 404

@@ -58,7 +58,7 @@ def curves_figure(doc: dict) -> go.Figure:
             _band(fig, res["n"], res["curves"][mode][key], mode, 1, col, show=col == 1, scale=scale)
         fig.update_xaxes(title_text="filters n", row=1, col=col, gridcolor="#eef1f4")
         fig.update_yaxes(gridcolor="#eef1f4", zerolinecolor="#cbd2d9", row=1, col=col)
-    return _base_layout(fig, 340, margin=dict(l=10, r=10, t=40, b=10),
+    return _base_layout(fig, 340, margin=dict(l=50, r=10, t=40, b=10),
                         legend=dict(orientation="h", y=-0.25, x=0.5, xanchor="center"))
 
 
@@ -101,7 +101,7 @@ def finetuning_figure(doc: dict) -> go.Figure:
                                      line=dict(color=MODE_COLORS["whole"], dash="dash")), row=1, col=col)
         fig.update_xaxes(title_text="filters n", type="log", row=1, col=col, gridcolor="#eef1f4")
         fig.update_yaxes(gridcolor="#eef1f4", zerolinecolor="#cbd2d9", row=1, col=col)
-    return _base_layout(fig, 340, margin=dict(l=10, r=10, t=40, b=10),
+    return _base_layout(fig, 340, margin=dict(l=50, r=10, t=40, b=10),
                         legend=dict(orientation="h", y=-0.25, x=0.5, xanchor="center"))
 
 
@@ -123,7 +123,7 @@ def masking_figure(doc: dict) -> go.Figure:
                                               arrayminus=[mean - (stat["low"] or 0) * scale], color="#52606d"),
                                  hovertemplate=f"{label}: %{{y:.2f}}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(gridcolor="#eef1f4", zerolinecolor="#cbd2d9", row=1, col=col)
-    return _base_layout(fig, 320, margin=dict(l=10, r=10, t=40, b=10))
+    return _base_layout(fig, 320, margin=dict(l=50, r=10, t=40, b=10))
 
 
 def gradcam_figure(doc: dict, class_names: Sequence[str] = ()) -> go.Figure:
@@ -148,7 +148,7 @@ def gradcam_figure(doc: dict, class_names: Sequence[str] = ()) -> go.Figure:
                              visible=False, row=row, col=col)
             fig.update_xaxes(visible=False, row=row, col=col)
     fig.update_annotations(font_size=11)
-    return _base_layout(fig, 380, margin=dict(l=10, r=10, t=40, b=10))
+    return _base_layout(fig, 380, margin=dict(l=50, r=10, t=40, b=10))
 
 
 def sanity_figure(doc: dict) -> go.Figure:

@@ -53,3 +53,16 @@ def ctx(tiny_dir):
     from backend.experiments.cli import load_context
 
     return load_context(make_args(tiny_dir))
+
+
+@pytest.fixture(scope="session")
+def results_dir(tiny_dir, tmp_path_factory) -> Path:
+    """A copy of the tiny artifacts with every experiment's results, from `pss experiments --limit 3`."""
+    import shutil
+
+    from backend.cli import main
+
+    out = tmp_path_factory.mktemp("results") / "artifacts"
+    shutil.copytree(tiny_dir, out, ignore=shutil.ignore_patterns("experiments"))
+    assert main(["experiments", "--artifacts", str(out), "--limit", "3", "--no-progress"]) == 0
+    return out

@@ -171,8 +171,11 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
         hovertemplate="%{y}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", showgrid=False)
+    z = [float(f["z"]) for f in filters]
+    low, high = min(0.0, min(z)), max(0.0, max(z))
+    pad = 0.14 * ((high - low) or 1.0)  # room for the value printed beyond each bar's end
     fig.update_xaxes(title=dict(text="standardized saliency (z)", standoff=6), gridcolor="#f0f2f5",
-                     zerolinecolor="#cbd2d9")
+                     zerolinecolor="#cbd2d9", range=[low - pad if low < 0 else 0.0, high + pad if high > 0 else 0.0])
     return _base_layout(fig, 60 + 21 * len(filters), bargap=0.25,
                         margin=dict(l=text_px(labels), r=36, t=10, b=46))
 

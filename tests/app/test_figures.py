@@ -74,3 +74,9 @@ def test_probability_figure_keeps_true_class():
     assert fig.data[1].x[0] == pytest.approx(after[0])
     only = figures.probability_figure(names, before)
     assert len(only.data) == 1 and list(only.data[0].y[:2]) == ["c0", "c1"]
+
+
+def test_top_filters_axis_leaves_room_for_values():
+    filters = [{"filter": 1, "layer": "a", "channel": 0, "z": -2.0}, {"filter": 2, "layer": "a", "channel": 1, "z": -1.0}]
+    low, high = figures.top_filters_figure(filters).layout.xaxis.range
+    assert low < -2.0 and high == 0.0

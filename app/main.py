@@ -63,6 +63,8 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
     app.layout = html.Div(
         [
             dcc.Location(id="url"),
+            # the gallery's last filters, so "back to the mistakes" returns to the same selection
+            dcc.Store(id="gallery-memory", storage_type="session"),
             html.Header(
                 [
                     dcc.Link([html.Span("PSS", className="brand-mark"), html.Span("Where do models go wrong?")],

@@ -171,6 +171,7 @@ def register(app, client: BackendClient) -> None:
         Output(f"{PREFIX}-next", "disabled"),
         Output(f"{PREFIX}-page", "data"),
         Output(f"{PREFIX}-location", "search"),
+        Output("gallery-memory", "data"),
         Input(f"{PREFIX}-true", "value"),
         Input(f"{PREFIX}-pred", "value"),
         Input(f"{PREFIX}-conf", "value"),
@@ -191,4 +192,4 @@ def register(app, client: BackendClient) -> None:
                  "page": page or 0}
         grid, label, no_prev, no_next, page = render_results(client, state)
         search = build_query({**state, "page": page})
-        return grid, label, no_prev, no_next, page, search
+        return grid, label, no_prev, no_next, page, search, search

@@ -110,8 +110,9 @@ def _slider_marks(num_layers: int) -> dict:
 def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> html.Div:
     """The page, with the cheap parts (header, salient filters, profile) already filled in so that only the
     expensive views (input saliency, neighbours, pruning) wait for a callback."""
-    back = dcc.Link("‹ Mistakes", href="/mistakes", className="back-link") if ref.kind == "samples" else \
-        dcc.Link("‹ Upload another image", href="/upload", className="back-link")
+    back = dcc.Link("‹ Mistakes" if ref.kind == "samples" else "‹ Upload another image",
+                    href="/mistakes" if ref.kind == "samples" else "/upload", className="back-link",
+                    id=f"{PREFIX}-back")
     layers = figures.parse_layers(info.get("layers"))
     num_layers = len(layers)
     state = parse_query(search, num_layers)
@@ -473,6 +474,10 @@ def register(app, client: BackendClient) -> None:
                   State(f"{PREFIX}-filters", "data"))
     def _pruning(checked, prune_k, mode, ref, filters):
         return pruning(client, _ref(ref), ctx.triggered_id, checked, prune_k, mode, filters)
+
+    app.clientside_callback(
+        "function(ref, search) { return ref.kind === 'uploads' ? '/upload' : '/mistakes' + (search || ''); }",
+        Output(f"{PREFIX}-back", "href"), Input(f"{PREFIX}-ref", "data"), State("gallery-memory", "data"))
 
     # recolouring the ticked bars needs no server round trip
     app.clientside_callback(_RECOLOR_BARS, Output(f"{PREFIX}-filters-graph", "figure"),

@@ -149,6 +149,11 @@ def test_overview_and_confusion_click(browser, ui, output_dir):
     for tile in texts(browser, "#gallery-results a.thumb"):
         assert f"true {names[true_class]}" in tile and f"pred {names[pred_class]}" in tile
     shot(browser, output_dir, "02-gallery-filtered")
+    # a sample opened from here leads back to the same selection
+    click(browser, browser.find_element(By.CSS_SELECTOR, "#gallery-results a.thumb"))
+    back = wait_for(browser, lambda d: d.find_elements(By.ID, "sample-back"), what="the back link")[0]
+    wait_for(browser, lambda d: back.get_attribute("href").endswith(f"/mistakes?true={true_class}&pred={pred_class}"),
+             what="the back link to keep the filters")
 
 
 def test_gallery_filters_and_pages(browser, ui, output_dir):

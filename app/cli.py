@@ -15,6 +15,19 @@ def add_arguments(parser) -> None:
     parser.add_argument("--dev", action="store_true", help="Dash debug mode (error overlay, dev tools); never for shared use")
 
 
+def check_port(host: str, port: int) -> None:
+    """A taken port as one line (werkzeug would print its own message and exit)."""
+    import socket
+
+    from backend.errors import PSSError
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise PSSError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") from None
+
+
 def quiet_request_logs() -> None:
     """One log line per HTTP request (the UI's and its calls to the backend) is noise outside debugging."""
     for name in ("werkzeug", "httpx"):
@@ -42,10 +55,8 @@ def run(args) -> int:
         return 0
     from werkzeug.serving import make_server
 
-    try:
-        server = make_server(args.host, args.port, app.server, threaded=True)
-    except OSError as exc:
-        raise PSSError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
+    check_port(args.host, args.port)
+    server = make_server(args.host, args.port, app.server, threaded=True)
     print(f"Dashboard: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
     try:
         server.serve_forever()

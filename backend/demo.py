@@ -82,16 +82,6 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _check_port(host: str, port: int) -> None:
-    from backend.errors import PSSError
-
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            raise PSSError(f"port {port} on {host} is in use; choose another with --port") from None
-
-
 def start_backend(directory: Path, host: str, port: int, device: str, log_path: Path) -> subprocess.Popen:
     """`pss serve` in a child process (model work then never competes with the UI for the GIL)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -138,11 +128,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     from werkzeug.serving import make_server
 
-    from app.cli import quiet_request_logs
+    from app.cli import check_port, quiet_request_logs
     from app.main import create_dash_app
 
     directory = (args.dir or default_dir()).expanduser()
-    _check_port(args.host, args.port)
+    check_port(args.host, args.port)
     ensure_artifacts(directory, args.device, args.batch_size, args.limit)
     backend_port = args.backend_port or free_port(args.host)
     backend_url = f"http://{args.host}:{backend_port}"

@@ -150,6 +150,9 @@ def layout(client: BackendClient, info: dict, ref: Ref, search: str | None) -> h
             ],
             className="controls-stack",
         ),
+        html.P("The map shows which pixels, if changed, would most move this image's saliency profile towards "
+               "one where its top_k filters are boosted: the pixels that make those filters salient.",
+               className="hint"),
         className="col-5",
     )
     filters_card = card(

@@ -80,3 +80,9 @@ def test_top_filters_axis_leaves_room_for_values():
     filters = [{"filter": 1, "layer": "a", "channel": 0, "z": -2.0}, {"filter": 2, "layer": "a", "channel": 1, "z": -1.0}]
     low, high = figures.top_filters_figure(filters).layout.xaxis.range
     assert low < -2.0 and high == 0.0
+
+
+def test_raw_gradient_figure_draws_large_nets_as_a_line():
+    layers = [("a", 0, 3000), ("b", 3000, 6000)]
+    assert figures.raw_gradient_figure(np.ones(6000), layers).data[0].mode == "lines"
+    assert figures.raw_gradient_figure(np.ones(7), LAYERS).data[0].mode == "markers"

@@ -99,11 +99,14 @@ class BackendClient:
                                   limits=httpx.Limits(max_connections=32, max_keepalive_connections=16))
         self._info: tuple[float, dict] | None = None
         self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pss-client")
+        # two pools, so that slow map requests never hold up the quick calls a page needs
+        self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="pss-client")
+        self._map_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pss-maps")
         self._maps: OrderedDict[tuple, tuple[float, Future]] = OrderedDict()
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._map_pool.shutdown(wait=False, cancel_futures=True)
         self._http.close()
 
     def parallel(self, *calls):
@@ -221,7 +224,7 @@ class BackendClient:
                 if not failed and now - started < self.MAPS_TTL_S:
                     self._maps.move_to_end(key)
                     return future
-            future = self._pool.submit(self._png, f"{ref.path}/input-saliency.png",
+            future = self._map_pool.submit(self._png, f"{ref.path}/input-saliency.png",
                                        params={"top_k": int(top_k), "boost": float(boost)}, timeout=self.slow_timeout)
             self._maps[key] = (now, future)
             while len(self._maps) > self.MAPS_KEPT:

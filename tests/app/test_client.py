@@ -1,6 +1,7 @@
 """The HTTP client against a fake backend: right routes and parameters, errors as BackendError."""
 
 import socket
+import time
 
 import pytest
 
@@ -134,3 +135,13 @@ def test_experiments_routes(client, fake):
     with pytest.raises(BackendError) as err:
         client.experiments("nope")
     assert err.value.status == 404
+
+
+def test_slow_maps_do_not_hold_up_other_calls(client, fake):
+    fake.overrides["/api/health"] = (200, {"status": "ok", "ready": True})
+    fake.delay = 0.3
+    for top_k in range(1, 5):  # more slow maps than the map pool has threads
+        client.prefetch_input_saliency(S3, top_k=top_k)
+    start = time.perf_counter()
+    client.parallel(client.health, client.health)
+    assert time.perf_counter() - start < 0.3 * 2  # not queued behind the maps

@@ -134,7 +134,7 @@ def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, la
                                    line=dict(color=colour, width=1.4),
                                    hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
-    _base_layout(fig, 320, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
+    _base_layout(fig, 380, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     _layer_bands(fig, layers)
     return fig
 
@@ -150,7 +150,7 @@ def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
                                  hovertemplate="filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
     positive = mean_raw[mean_raw > 0]
     fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
-    _base_layout(fig, 290, showlegend=False)
+    _base_layout(fig, 340, showlegend=False)
     _layer_bands(fig, layers)
     return fig
 
@@ -196,7 +196,7 @@ def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = 
                                    customdata=marked,
                                    hovertemplate="filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
     fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
-    _base_layout(fig, 260, showlegend=False)
+    _base_layout(fig, 300, showlegend=False)
     _layer_bands(fig, layers)
     return fig
 

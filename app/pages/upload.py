@@ -23,7 +23,9 @@ def layout(client: BackendClient, info: dict) -> html.Div:
             card(
                 "Analyse your own image",
                 html.P(f"The image is preprocessed like the dataset ({info.get('dataset', '?')}) and run through "
-                       f"{info.get('model', 'the model')}. PNG, JPEG or WebP, up to 10 MB.", className="hint"),
+                       f"{info.get('model', 'the model')}. PNG, JPEG or WebP, up to 10 MB."
+                       + (" Fashion-MNIST shows light garments on a black background; images are not inverted."
+                          if str(info.get("dataset", "")).startswith("fashion-mnist") else ""), className="hint"),
                 html.Div(
                     [
                         html.Label("True class (optional, set it before dropping the file)",

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from starlette.concurrency import run_in_threadpool
 
+from backend.errors import PSSError
 from backend.render import overlay, png_bytes
 from backend.saliency import input_saliency, prune_filters
 from backend.saliency.profile import logits_of
@@ -129,8 +130,10 @@ class Service:
         image = decode_upload(data, self.settings.max_upload_pixels)
         try:
             return preprocess_upload(image, self.artifacts.model_spec)
-        except (OSError, ValueError, SyntaxError) as exc:
-            raise UploadRejected(422, f"the image cannot be converted: {str(exc).splitlines()[0][:200]}")
+        except PSSError:
+            raise
+        except Exception as exc:  # malformed metadata (EXIF, ICC) surfaces here as any kind of error
+            raise UploadRejected(422, f"the image cannot be converted: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}")
 
     async def add_upload(self, tensor: torch.Tensor, display: np.ndarray, label: int | None) -> Subject:
         if label is not None and not 0 <= label < len(self.class_names):

@@ -217,3 +217,30 @@ def test_server_still_healthy_after_bad_uploads(client):
 def test_upload_views_keep_the_small_json_cap(client):
     uid = upload(client, images.encode(images.pattern(seed=3), "PNG")).json()["id"]
     assert_clean_error(client.post(f"/api/uploads/{uid}/prune", json={"filters": list(range(20000))}), 413)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_corrupted_files_are_rejected_cleanly(server, fmt):
+    """Seeded random byte damage to valid files: the decoder either succeeds or raises UploadRejected (4xx),
+    never anything that would become a 500."""
+    from backend.api.images import UploadRejected
+
+    exif = Image.Exif()
+    exif[0x0112] = 3
+    kwargs = {"exif": exif.tobytes()} if fmt in ("JPEG", "WEBP") else {}
+    original = bytearray(images.encode(images.pattern(48, 40), fmt, **kwargs))
+    rng = np.random.default_rng(0)
+    outcomes = {"ok": 0, "rejected": 0}
+    for _ in range(150):
+        damaged = bytearray(original)
+        for position in rng.integers(0, len(damaged), size=rng.integers(1, 8)):
+            damaged[position] = rng.integers(0, 256)
+        if rng.random() < 0.3:
+            damaged = damaged[: rng.integers(1, len(damaged))]
+        try:
+            server.service.decode(bytes(damaged))
+            outcomes["ok"] += 1
+        except UploadRejected as exc:
+            assert exc.status in (413, 415, 422)
+            outcomes["rejected"] += 1
+    assert outcomes["rejected"] > 0

@@ -48,7 +48,7 @@ def test_pruning_numbers_match_prune_filters_on_one_sample(ctx, pruning):
     sample = ids[row]
     z = ctx.z([sample])[0]
     top5 = np.argsort(-z, kind="stable")[:5]
-    x, y = ctx.images([sample]), int(ctx.artifacts.labels[sample])
+    x = ctx.images([sample])
     before = ctx.probs(x)[0]
     with prune_filters(ctx.model, top5.tolist(), ctx.layout):
         after = ctx.probs(x)[0]
@@ -64,7 +64,6 @@ def test_pruning_numbers_match_prune_filters_on_one_sample(ctx, pruning):
         changes.append(float(pruned[int(ctx.artifacts.labels[s])] - base[int(ctx.artifacts.labels[s])]))
     assert pruning["results"]["curves"]["salient"]["true_conf_change"]["mean"][2] == pytest.approx(
         np.mean(changes), abs=1e-5)
-    assert y == int(ctx.artifacts.labels[sample])
 
 
 def test_perturbation_is_seeded_and_zero_noise_is_identity(ctx):
@@ -110,7 +109,8 @@ def test_finetuning_step_matches_an_explicitly_updated_model(ctx):
 
     doc = finetuning.run_finetuning(ctx, ns=(1, 5, 300), step_size=0.5, k=4, max_samples=6)
     res = doc["results"]
-    assert res["n"] == [1, 5, 300] or res["n"] == [1, 5]  # capped at the model's number of filters
+    assert ctx.layout.num_filters == 120
+    assert res["n"] == [1, 5]  # 300 > the model's 120 filters is dropped
     assert doc["num_samples"] == 6
     for curves in res["curves"].values():
         assert all(_within(stat) for stat in curves.values())

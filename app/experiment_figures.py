@@ -30,7 +30,7 @@ def _band(fig: go.Figure, x: Sequence, stat: dict, mode: str, row: int, col: int
     """A mean line with its confidence band (drawn as one closed polygon under the line)."""
     color = MODE_COLORS[mode]
     low, high = _scaled(stat["low"], scale), _scaled(stat["high"], scale)
-    fig.add_trace(go.Scatter(x=[*x, *x[::-1]], y=[*high, *low[::-1]], fill="toself", fillcolor=_rgba(color, 0.15),
+    fig.add_trace(go.Scatter(x=[*x, *x[::-1]], y=[*high, *low[::-1]], mode="lines", fill="toself", fillcolor=_rgba(color, 0.15),
                              line=dict(width=0), hoverinfo="skip", showlegend=False, legendgroup=mode),
                   row=row, col=col)
     fig.add_trace(go.Scatter(x=list(x), y=_scaled(stat["mean"], scale), mode="lines+markers", name=MODE_LABELS[mode],
@@ -164,7 +164,7 @@ def sanity_figure(doc: dict) -> go.Figure:
         x = list(range(len(steps)))
         color = MODE_COLORS[mode]
         fig.add_trace(go.Scatter(x=[*x, *x[::-1]], y=[*_scaled(stat["high"], 1), *_scaled(stat["low"], 1)[::-1]],
-                                 fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0), hoverinfo="skip",
+                                 mode="lines", fill="toself", fillcolor=_rgba(color, 0.15), line=dict(width=0), hoverinfo="skip",
                                  showlegend=False))
         fig.add_trace(go.Scatter(x=x, y=stat["mean"], mode="lines+markers", name=label, line=dict(color=color),
                                  hovertemplate="%{y:.2f}<extra>" + label + "</extra>"))

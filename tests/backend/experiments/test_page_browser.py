@@ -10,6 +10,7 @@ import pytest
 
 from backend.experiments import NAMES
 from tests.app.browser.conftest import browser, output_dir  # noqa: F401  (fixtures; skips without chromium)
+from tests.app.browser.test_walkthrough import shot
 from tests.backend.api.conftest import free_port, start_server, stop_server
 
 pytestmark = pytest.mark.timeout(300)
@@ -42,7 +43,7 @@ def test_every_experiment_figure_renders(browser, ui_url, output_dir):  # noqa: 
         missing = [n for n in NAMES
                    if not browser.find_elements(By.CSS_SELECTOR, f"#experiments-{n}-graph .main-svg")]
         time.sleep(0.1)
-    browser.save_screenshot(str(output_dir / "experiments.png"))
+    shot(browser, output_dir, "experiments")
     assert not missing, f"figures not rendered: {missing}"
     for name in NAMES:
         svg = browser.find_element(By.CSS_SELECTOR, f"#experiments-{name}-graph .main-svg")

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 import dash
-from dash import Input, Output, State, dcc, html
+from dash import Input, Output, dcc, html
 from flask import Response, abort
 
 from app.client import BackendClient, BackendError, Ref
@@ -83,7 +83,9 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
         className="shell",
     )
 
-    @app.callback(Output("page-content", "children"), Input("url", "pathname"), State("url", "search"))
+    # Pages write their controls into the URL without telling this Location (refresh=False), so only real
+    # navigation (links, back/forward) reaches here, and back/forward restores the state it leads to.
+    @app.callback(Output("page-content", "children"), Input("url", "pathname"), Input("url", "search"))
     def _route(pathname, search):
         return route(client, pathname, search)
 

@@ -228,6 +228,11 @@ def test_layer_range_changes_neighbours(browser, ui, output_dir, timings):
     wait_for(browser, lambda d: neighbour_ids(d) and neighbour_ids(d) != deep and idle(d), what="feature neighbours")
     assert "space=feature" in browser.current_url
     assert "does not apply" in browser.find_element(By.ID, "sample-layers-label").text
+    # the browser's back button returns to the previous state of the view
+    browser.back()
+    wait_for(browser, lambda d: "space=feature" not in d.current_url and idle(d)
+             and d.find_element(By.CSS_SELECTOR, "#sample-space input[value=saliency]").is_selected()
+             and neighbour_ids(d) == deep, what="the previous neighbours after going back")
     assert_fast(timings, "change the layer range")
 
 

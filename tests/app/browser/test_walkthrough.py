@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys
 
 BUDGET_S = float(os.environ.get("PSS_UI_BUDGET_S", "1.0"))
 REPEATS = 3  # timed repetitions per interaction; the median is checked (a shared machine has hiccups)
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 # ------------------------------------------------------------------------------------------- helpers

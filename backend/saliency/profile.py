@@ -51,8 +51,8 @@ def filter_saliency(
 
     Returns ``[N, layout.num_filters]`` on ``images``' device: float64 if the model computes in float64,
     float32 otherwise. Work runs on the model's device in micro-batches of ``batch_size``, halved for the rest
-    of the call whenever one runs out of device memory. The model is left
-    exactly as found (train/eval flags, hooks, ``requires_grad``, ``.grad``), also when this raises.
+    of the call whenever one runs out of device memory. The model is left exactly as found (train/eval
+    flags, hooks, ``requires_grad``, ``.grad``), also when this raises.
     ``progress(done, total)`` is called after each micro-batch.
     """
     layout = layout or FilterLayout.from_model(model)

@@ -31,9 +31,9 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
     except UnidentifiedImageError:
         raise UploadRejected(415, f"not an image in a supported format ({', '.join(ACCEPTED_FORMATS.values())})")
     except Image.DecompressionBombError as exc:
-        raise UploadRejected(413, f"the image has too many pixels: {_reason(exc)}")
+        raise UploadRejected(413, f"the image has too many pixels: {describe_error(exc)}")
     except Exception as exc:  # Pillow raises many kinds (OSError, ValueError, struct.error, ...) on bad files
-        raise UploadRejected(422, f"the image header cannot be read: {_reason(exc)}")
+        raise UploadRejected(422, f"the image header cannot be read: {describe_error(exc)}")
     width, height = image.size
     if width < 1 or height < 1:
         raise UploadRejected(422, f"the image has no pixels ({width}x{height})")
@@ -46,9 +46,10 @@ def decode_upload(data: bytes, max_pixels: int) -> Image.Image:
         image.load()
         return image
     except Exception as exc:  # as above
-        raise UploadRejected(422, f"the image cannot be decoded (truncated or corrupt?): {_reason(exc)}")
+        raise UploadRejected(422, f"the image cannot be decoded (truncated or corrupt?): {describe_error(exc)}")
 
 
-def _reason(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
+    """The first line of an exception's message, short enough for a response."""
     text = str(exc).strip().splitlines()
     return text[0][:200] if text else type(exc).__name__

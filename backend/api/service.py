@@ -24,7 +24,7 @@ from backend.saliency import input_saliency, prune_filters
 from backend.saliency.profile import logits_of
 
 from .cache import TTLCache
-from .images import UploadRejected, decode_upload
+from .images import UploadRejected, decode_upload, describe_error
 from .settings import Settings
 from .worker import ComputeWorker
 
@@ -93,8 +93,12 @@ class Service:
     # ------------------------------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
         """One profile on the worker (as for an upload), so the first real request pays no start-up cost."""
-        image, label = self.dataset[0]
-        self.worker.call(self._upload_job, image, label)
+        try:
+            image, label = self.dataset[0]
+            self.worker.call(self._upload_job, image, label)
+        except Exception:
+            log.exception("warm-up failed; the server stays not ready (see /api/health)")
+            return
         self.ready.set()
 
     def close(self) -> None:
@@ -133,7 +137,7 @@ class Service:
         except PSSError:
             raise
         except Exception as exc:  # malformed metadata (EXIF, ICC) surfaces here as any kind of error
-            raise UploadRejected(422, f"the image cannot be converted: {(str(exc).splitlines() or [type(exc).__name__])[0][:200]}")
+            raise UploadRejected(422, f"the image cannot be converted: {describe_error(exc)}")
 
     async def add_upload(self, tensor: torch.Tensor, display: np.ndarray, label: int | None) -> Subject:
         if label is not None and not 0 <= label < len(self.class_names):
@@ -185,9 +189,8 @@ class Service:
         for f in order.tolist():
             layer = self.layout.layer_of(f)
             name, channel = self.layout.locate(f)
-            out.append(
-                {"filter": f, "layer": name, "layer_index": layer, "channel": channel, "z": float(s.z[f]), "raw": float(s.raw[f])}
-            )
+            out.append({"filter": f, "layer": name, "layer_index": layer, "channel": channel,
+                        "z": float(s.z[f]), "raw": float(s.raw[f])})
         return out
 
     def profile(self, s: Subject) -> dict:
@@ -227,14 +230,12 @@ class Service:
         else:
             query = s.z if space == "saliency" else s.features
         hits = self.artifacts.neighbors(query, k=k, layers=layers, space=space, misclassified_only=misclassified_only)
-        return [
-            {"id": int(h["id"]), "score": float(h["score"]), "label": int(self.labels[h["id"]]), "pred": int(self.preds[h["id"]])}
-            for h in hits
-        ]
+        return [{"id": int(h["id"]), "score": float(h["score"]), "label": int(self.labels[h["id"]]),
+                 "pred": int(self.preds[h["id"]])} for h in hits]
 
     async def prune(self, s: Subject, filters: list[int] | None, top_k: int | None, mode: str, seed: int,
                     neighbors: int | None) -> dict:
-        """"before" is the stored prediction (the one every other view shows); "after" is computed now."""
+        """Before: the stored predictions (what every other view shows). After: computed now, with pruning."""
         chosen = self._choose_filters(s, filters, top_k, mode, seed)
         k = self.settings.prune_neighbors if neighbors is None else neighbors
         k = min(k, self.num_samples - (s.kind == "sample"))

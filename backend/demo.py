@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import logging
 import os
 import socket
 import subprocess
@@ -131,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
     from app.cli import check_port, quiet_request_logs
     from app.main import create_dash_app
 
+    if not getattr(args, "verbose", False):
+        quiet_request_logs()  # the health polling and every page request would bury the one URL
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     directory = (args.dir or default_dir()).expanduser()
     check_port(args.host, args.port)
     ensure_artifacts(directory, args.device, args.batch_size, args.limit)
@@ -141,8 +145,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         wait_until_ready(backend, backend_url, log_path)
         ui = make_server(args.host, args.port, create_dash_app(backend_url).server, threaded=True)
-        if not getattr(args, "verbose", False):
-            quiet_request_logs()
         print(f"Dashboard: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
         try:
             ui.serve_forever()

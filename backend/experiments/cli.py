@@ -26,12 +26,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice and bootstrap (default: 0)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per forward (default: 64)")
     parser.add_argument("--step-size", type=float, default=None, metavar="LR",
-                        help="fine-tuning SGD step size (default: 0.01)")
+                        help="fine-tuning SGD step size (default: 0.001)")
     parser.add_argument("--noise-std", type=float, default=None, help="perturbation noise std (default: 0.001)")
     parser.add_argument("--mask-percent", type=float, default=None, metavar="P",
                         help="masking: percent of pixels to mask (default: 5)")
-    parser.add_argument("--threads", type=int, default=None, metavar="N",
-                        help="torch CPU threads (default: torch's choice; 1 is much faster on a busy machine)")
+    parser.add_argument("--threads", type=int, default=1, metavar="N",
+                        help="torch CPU threads (default: 1, like pss train-demo: on a busy 2-core machine two "
+                             "spinning threads per process are many times slower than one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -53,7 +54,7 @@ def command_line(args: argparse.Namespace) -> str:
     for flag, value, default in (("--limit", args.limit, None), ("--device", args.device, "cpu"),
                                  ("--seed", args.seed, 0), ("--batch-size", args.batch_size, 64),
                                  ("--step-size", args.step_size, None), ("--noise-std", args.noise_std, None),
-                                 ("--mask-percent", args.mask_percent, None), ("--threads", args.threads, None)):
+                                 ("--mask-percent", args.mask_percent, None), ("--threads", args.threads, 1)):
         if value != default:
             parts += [flag, str(value)]
     return shlex.join(parts)
@@ -114,10 +115,9 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     which = parse_which(args.which)
-    if args.threads is not None:
-        if args.threads < 1:
-            raise PSSError("--threads must be positive")
-        torch.set_num_threads(args.threads)
+    if args.threads < 1:
+        raise PSSError("--threads must be positive")
+    torch.set_num_threads(args.threads)
     ctx = load_context(args)
     table = runners(args)
     print(f"{len(ctx.mistakes)} misclassified samples of {ctx.artifacts.num_samples}; running {', '.join(which)}")

@@ -27,7 +27,7 @@ def test_cli_writes_every_result_with_its_command(run_dir, capsys):
     assert files == sorted(f"{n}.json" for n in NAMES)  # no temp files left behind
     for name in NAMES:
         doc = json.loads((run_dir / "experiments" / f"{name}.json").read_text())
-        assert doc["command"] == f"pss experiments --artifacts {run_dir} --limit 3 --threads 1"
+        assert doc["command"] == f"pss experiments --artifacts {run_dir} --limit 3"
         assert doc["num_samples"] == 3 and len(doc["sample_ids"]) == 3
         assert doc["artifacts"]["num_samples"] == 48
         assert name in out

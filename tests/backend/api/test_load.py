@@ -18,7 +18,7 @@ from . import images
 from .conftest import NUM_SAMPLES, free_port, serve_command
 
 CLIENTS = 20
-WARM_UP_S = 15.0
+WARM_UP_S = 10.0
 DURATION_S = 60.0
 UPLOADS = [images.encode(images.pattern(seed=s), "PNG") for s in range(8)]
 

@@ -123,7 +123,7 @@ def masking_figure(doc: dict) -> go.Figure:
                                               arrayminus=[mean - (stat["low"] or 0) * scale], color="#52606d"),
                                  hovertemplate=f"{label}: %{{y:.2f}}<extra></extra>"), row=1, col=col)
         fig.update_yaxes(gridcolor="#eef1f4", zerolinecolor="#cbd2d9", row=1, col=col)
-    return _base_layout(fig, 320, margin=dict(l=50, r=10, t=40, b=10))
+    return _base_layout(fig, 320, margin=dict(l=50, r=10, t=40, b=40))
 
 
 def gradcam_figure(doc: dict, class_names: Sequence[str] = ()) -> go.Figure:

@@ -107,8 +107,14 @@ def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
     for i, (_, start, stop) in enumerate(layers):
         if i % 2 == 0:
             fig.add_vrect(x0=start - 0.5, x1=stop - 0.5, fillcolor="#eef1f5", line_width=0, layer="below")
-    step = max(1, int(np.ceil(len(layers) / max_ticks)))
-    shown = [layer for i, layer in enumerate(layers) if i % step == 0]
+    # label a layer only if its centre is far enough from the last labelled one (narrow early layers crowd)
+    gap = (layers[-1][2] if layers else 0) / max_ticks
+    shown, last = [], None
+    for layer in layers:
+        centre = (layer[1] + layer[2] - 1) / 2
+        if last is None or centre - last >= gap:
+            shown.append(layer)
+            last = centre
     ticktext = [short_layer(n) for n, _, _ in shown]
     fig.update_xaxes(tickvals=[(s + e - 1) / 2 for _, s, e in shown], ticktext=ticktext, tickangle=-35,
                      showgrid=False, zeroline=False, title=dict(text="filters, layers shallow → deep", standoff=6),

@@ -86,3 +86,10 @@ def test_raw_gradient_figure_draws_large_nets_as_a_line():
     layers = [("a", 0, 3000), ("b", 3000, 6000)]
     assert figures.raw_gradient_figure(np.ones(6000), layers).data[0].mode == "lines"
     assert figures.raw_gradient_figure(np.ones(7), LAYERS).data[0].mode == "markers"
+
+
+def test_layer_labels_do_not_crowd():
+    layers = [("conv1", 0, 16)] + [(f"l{i}", 16 + 16 * i, 32 + 16 * i) for i in range(4)] + \
+        [(f"m{i}", 80 + 300 * i, 380 + 300 * i) for i in range(3)]
+    ticks = figures.profile_figure(np.zeros(980), layers).layout.xaxis.tickvals
+    assert min(np.diff(ticks)) >= 980 / 14

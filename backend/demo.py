@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -122,6 +123,10 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def run(args: argparse.Namespace) -> int:
     missing = missing_pieces()
     if missing:
@@ -135,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
     if not getattr(args, "verbose", False):
         quiet_request_logs()  # the health polling and every page request would bury the one URL
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, docker stop: shut both servers down like Ctrl-C
     directory = (args.dir or default_dir()).expanduser()
     check_port(args.host, args.port)
     ensure_artifacts(directory, args.device, args.batch_size, args.limit)

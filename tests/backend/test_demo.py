@@ -1,4 +1,4 @@
-"""`pss demo` end to end: precompute (a small --limit), backend + dashboard, one URL, clean Ctrl-C."""
+"""`pss demo` end to end: precompute (a small --limit), backend + dashboard, one URL, clean Ctrl-C / kill."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def test_default_dir_follows_environment(monkeypatch, tmp_path):
 @pytest.mark.slow
 @pytest.mark.timeout(600)
 @pytest.mark.skipif(not WEIGHTS.exists(), reason="the demo checkpoint is not trained yet (pss train-demo)")
-def test_demo_serves_one_url_and_stops_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_demo_serves_one_url_and_stops_cleanly(tmp_path, stop_signal):
     port = demo.free_port("127.0.0.1")
     process = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "demo", "--limit", "64", "--dir", str(tmp_path / "demo"),
@@ -56,8 +57,12 @@ def test_demo_serves_one_url_and_stops_on_ctrl_c(tmp_path):
         assert image.headers["content-type"] == "image/png"
         assert (tmp_path / "demo" / "manifest.json").exists()
     finally:
-        process.send_signal(signal.SIGINT)
+        process.send_signal(stop_signal)
         rest, _ = process.communicate(timeout=60)
     assert process.returncode == 0, "".join(lines) + rest
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+    backend_log = (tmp_path / "demo-backend.log").read_text()
+    backend_port = int(backend_log.split("Uvicorn running on http://127.0.0.1:")[1].split()[0])
+    with pytest.raises(httpx.HTTPError):  # the backend child is gone too
+        httpx.get(f"http://127.0.0.1:{backend_port}/api/health", timeout=2)

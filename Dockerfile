@@ -6,9 +6,8 @@
 #                                                          runtime; the host needs only the NVIDIA driver and
 #                                                          the NVIDIA container toolkit)
 #
-# The install steps are the ones scripts/setup.sh runs (same Debian dataset package, same pinned torch and
-# torchvision, then this package), minus the browser and the test extras; tests/test_deploy.py checks that
-# they stay the same.
+# The install steps are the ones scripts/setup.sh runs (same Debian dataset package, requirements.lock, then
+# this package), minus the browser; tests/test_deploy.py checks that they stay the same.
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 FROM ${PYTHON_IMAGE}
 
@@ -27,22 +26,28 @@ RUN apt-get update -qq \
     && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist \
     && rm -rf /var/lib/apt/lists/*
 
-# torch first and pinned, so that no other requirement can pull a different build.
+WORKDIR /opt/pss
+COPY requirements.lock pyproject.toml README.md ./
+# Exactly requirements.lock, with its hashes (scripts/setup.sh installs the same file). The cuda variant takes
+# it whole (PyPI's torch wheels carry the CUDA libraries); the cpu variant takes torch/torchvision at the same
+# versions from the CPU wheel index and leaves out the CUDA packages.
 RUN case "$TORCH_VARIANT" in \
-        cpu) export PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu ;; \
-        cuda) ;; \
+        cpu) python3 -m pip install -q --index-url https://download.pytorch.org/whl/cpu \
+                 "torch==$(sed -n 's/^torch==\([^ ]*\) .*/\1/p' requirements.lock)" \
+                 "torchvision==$(sed -n 's/^torchvision==\([^ ]*\) .*/\1/p' requirements.lock)" \
+             && awk '/^[a-z]/ { skip = ($0 ~ /^(torch|torchvision|triton|nvidia-[a-z0-9-]+)==/) } !skip' \
+                 requirements.lock >/tmp/requirements.txt ;; \
+        cuda) cp requirements.lock /tmp/requirements.txt ;; \
         *) echo "TORCH_VARIANT must be cpu or cuda, got $TORCH_VARIANT" >&2; exit 1 ;; \
     esac \
-    && python3 -m pip install -q torch==2.14.1 torchvision==0.29.1
-
-WORKDIR /opt/pss
-COPY pyproject.toml README.md ./
+    && python3 -m pip install -q --require-hashes --no-deps -r /tmp/requirements.txt \
+    && rm /tmp/requirements.txt
 COPY backend backend
 COPY app app
 COPY precompute precompute
 COPY frontend_assets frontend_assets
 # Editable, as scripts/setup.sh does: the dashboard finds frontend_assets/ beside app/.
-RUN python3 -m pip install -q -e .
+RUN python3 -m pip install -q --no-deps --no-build-isolation -e .
 
 # Never root at run time. /artifacts and /cache are named volumes in docker-compose.yml; a fresh named
 # volume takes the ownership of the directory it is mounted over, so they are created here for this user.

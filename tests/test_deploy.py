@@ -158,22 +158,43 @@ def dockerfile() -> str:
 def test_dockerfile_installs_what_setup_sh_installs():
     setup = (REPO / "scripts" / "setup.sh").read_text()
     docker = dockerfile()
-    torch_pins = re.search(r"pip install -q (torch==\S+ torchvision==\S+)", setup).group(1)
-    assert f"pip install -q {torch_pins}\n" in docker
-    pyproject = (REPO / "pyproject.toml").read_text()
-    assert all(f'"{pin}"' in pyproject for pin in torch_pins.split())
+    lock_flags = "--require-hashes --no-deps -r "
+    assert f"pip_install {lock_flags}requirements.lock\n" in setup
+    assert f"pip install -q {lock_flags}/tmp/requirements.txt" in docker
+    assert '"$py" -m pip install -q "$@"' in setup  # what pip_install runs
+    assert "COPY requirements.lock " in docker and "cuda) cp requirements.lock /tmp/requirements.txt" in docker
     assert "dataset-fashion-mnist" in re.search(r"debs=\((.*)\)", setup).group(1)
     assert "--no-install-recommends dataset-fashion-mnist" in docker
-    assert "pip install -q -e '.[test]'" in setup and "pip install -q -e .\n" in docker
+    project_flags = "--no-deps --no-build-isolation -e .\n"
+    assert f"pip_install {project_flags}" in setup and f"pip install -q {project_flags}" in docker
+
+
+def test_dockerfile_cpu_variant_keeps_the_locked_torch_and_drops_only_cuda_packages(tmp_path):
+    """Runs the Dockerfile's own sed/awk lines on the lock: the cpu variant installs the locked torch and
+    torchvision versions and every other locked package except the CUDA ones."""
+    docker = dockerfile()
+    lock = (REPO / "requirements.lock").read_text()
+    awk = re.search(r"awk '([^']+)'", docker).group(1)
+    kept = subprocess.run(["awk", awk], input=lock, capture_output=True, text=True, check=True).stdout
+    names = lambda text: set(re.findall(r"^([a-z0-9][a-z0-9._-]*)==", text, re.M))  # noqa: E731
+    dropped = names(lock) - names(kept)
+    assert {"torch", "torchvision"} <= dropped and names(kept)
+    assert all(n in ("torch", "torchvision", "triton") or n.startswith("nvidia-") for n in dropped), dropped
+    assert kept.count("--hash=") > 0 and "nvidia" not in kept.split("# via")[0]
+    for package in ("torch", "torchvision"):
+        sed = re.search(rf"sed -n '(s/\^{package}==[^']+)' requirements.lock", docker).group(1)
+        version = subprocess.run(["sed", "-n", sed], input=lock, capture_output=True, text=True).stdout.strip()
+        assert re.search(rf"^{package}=={re.escape(version)} ", lock, re.M), (package, version)
 
 
 def test_dockerfile_variants_and_non_root_user():
     docker = dockerfile()
     assert re.search(r"^ARG PYTHON_IMAGE=python:3\.11-slim-bookworm$", docker, re.M)
     assert re.search(r"^ARG TORCH_VARIANT=cpu$", docker, re.M)
-    assert "cpu) export PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu" in docker and "cuda) ;;" in docker
+    assert "cpu) python3 -m pip install -q --index-url https://download.pytorch.org/whl/cpu" in docker
+    assert "cuda) cp requirements.lock" in docker
     user = docker.index("USER pss")
-    assert "useradd" in docker and all(docker.index(step) < user for step in ("pip install -q -e .", "chown"))
+    assert "useradd" in docker and all(docker.index(step) < user for step in ("--no-build-isolation -e .", "chown"))
     assert not re.search(r"^USER root", docker[user:], re.M)
 
 
@@ -305,4 +326,6 @@ def test_readme_has_the_front_door_sections_and_screenshot():
 
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (REPO / ".ci" / "run").read_text()
-    assert re.search(r"^test: setup\n\t\$\(PYTHON\) -m pytest", (REPO / "Makefile").read_text(), re.M)
+    makefile = (REPO / "Makefile").read_text()
+    assert re.search(r"^test: setup\n\t\$\(PYTHON\) -m pytest", makefile, re.M)
+    assert re.search(r"^PYTHON := \$\(VENV\)/bin/python$", makefile, re.M)

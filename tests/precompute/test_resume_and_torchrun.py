@@ -6,7 +6,6 @@ demo ResNet, one thread per process (as torchrun gives each worker), so every ru
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -111,10 +110,10 @@ def test_half_written_files_are_never_taken_for_finished_ones(spec, reference, t
     assert not list(out.glob(".*tmp-*"))
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun not on PATH")
 def test_torchrun_two_cpu_processes_equal_single_process(spec, reference, tmp_path):
     out = tmp_path / "out"
-    cmd = ["torchrun", "--standalone", "--nproc_per_node", "2", "-m", "precompute", *job_args(spec, out)]
+    # `python -m torch.distributed.run` is the `torchrun` script of this interpreter, on PATH or not.
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "precompute", *job_args(spec, out)]
     done = subprocess.run(cmd, cwd=REPO, env=env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "rank 1 of 2" in done.stderr and "on 2 process(es)" in done.stderr

@@ -37,7 +37,7 @@ def test_demo_serves_one_url_and_stops_cleanly(tmp_path, stop_signal):
     process = subprocess.Popen(
         [sys.executable, "-m", "backend.cli", "demo", "--limit", "64", "--dir", str(tmp_path / "demo"),
          "--port", str(port), "--device", "cpu"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
     )
     lines = []
     try:
@@ -58,7 +58,15 @@ def test_demo_serves_one_url_and_stops_cleanly(tmp_path, stop_signal):
         assert (tmp_path / "demo" / "manifest.json").exists()
     finally:
         process.send_signal(stop_signal)
-        rest, _ = process.communicate(timeout=60)
+        try:
+            rest, _ = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            # say where it hung: SIGABRT makes faulthandler print every thread's Python stack
+            process.send_signal(signal.SIGABRT)
+            rest, _ = process.communicate(timeout=30)
+            log = tmp_path / "demo-backend.log"
+            pytest.fail(f"pss demo did not stop within 60 s of {stop_signal.name}:\n" + "".join(lines) + rest
+                        + "\n--- backend log ---\n" + (log.read_text()[-3000:] if log.exists() else "(none)"))
     assert process.returncode == 0, "".join(lines) + rest
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://127.0.0.1:{port}/", timeout=2)

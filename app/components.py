@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
 from dash import dcc, html
 
 from app.client import BackendError, Subject
+
+
+ITEM_ID = re.compile(r"^[0-9]{1,20}$")  # a sample's or an upload's id in a URL
 
 
 def class_name(names: Sequence[str], index) -> str:

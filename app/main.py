@@ -6,7 +6,6 @@ backend can stay on an internal address.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import dash
@@ -14,13 +13,13 @@ from dash import Input, Output, dcc, html
 from flask import Response, abort
 
 from app.client import BackendClient, BackendError, Subject
+from app.components import ITEM_ID
 from app.pages import attach_client, experiments, gallery, not_found_404, overview, sample, upload
 
 ASSETS = Path(__file__).resolve().parent.parent / "frontend_assets"
 NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload"), ("/experiments", "Experiments")]
 PAGES = (overview, gallery, sample, upload, experiments, not_found_404)
 LOCATION = "_pages_location"  # the Location of dash.page_container: only real navigation changes it
-_ID = re.compile(r"^[0-9]{1,20}$")
 
 
 def create_dash_app(backend_url: str, client: BackendClient | None = None) -> dash.Dash:
@@ -83,7 +82,7 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
 
     @app.server.route("/media/<kind>/<item_id>/image.png")
     def _media(kind: str, item_id: str):
-        if kind not in ("samples", "uploads") or not _ID.match(item_id):
+        if kind not in ("samples", "uploads") or not ITEM_ID.match(item_id):
             abort(404)
         try:
             png = client.image_png(Subject(kind, item_id))

@@ -8,13 +8,11 @@ page is a link that can be shared.
 
 from __future__ import annotations
 
-import re
-
 import dash
 from dash import Input, Output, State, dcc, html
 
 from app.client import BackendClient, BackendError, Subject
-from app.components import alert, class_name, error_alert, verdict_class
+from app.components import ITEM_ID, alert, class_name, error_alert, verdict_class
 from app.pages import page
 from app.pages.not_found_404 import not_found
 from app.pages.sample import input_map, neighbours, profile, pruning, salient_filters
@@ -27,7 +25,6 @@ ROWS = (
     (profile,),
     (neighbours,),
 )
-_ID = re.compile(r"^[0-9]{1,20}$")
 
 
 @page
@@ -43,7 +40,7 @@ def upload_layout(client: BackendClient, info: dict, upload_id: str = "", **quer
 def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) -> html.Div:
     """The page, with the cheap parts (header, salient filters, profile) already filled in so that only the
     expensive views (input saliency, neighbours, pruning) wait for a callback."""
-    if not _ID.match(item_id):
+    if not ITEM_ID.match(item_id):
         return not_found(f"/{'sample' if kind == 'samples' else 'upload'}/{item_id}")
     subject = Subject(kind, item_id)
     back = dcc.Link("‹ Mistakes" if kind == "samples" else "‹ Upload another image",

@@ -1,12 +1,14 @@
 """Sample view, for a dataset sample (``/sample/<id>``) or an upload (``/upload/<id>``): a header, then cards
 (image and input-space saliency, the most salient filters, live pruning, the profile, the neighbours).
 
-Each card is one module with ``layout(view)`` and ``register(app, client)``; ``ROWS`` places them, so a new card
-is a new module and one line there. The URL query mirrors the controls (``view.STATE``), so every state of the
+Each card is a module of this package with ``layout(view)`` and ``register(app, client)``; ``ROWS`` places them
+by name, so a new card is a new module and one line there. The URL query mirrors the controls (``view.STATE``), so every state of the
 page is a link that can be shared.
 """
 
 from __future__ import annotations
+
+import importlib
 
 import dash
 from dash import Input, Output, State, dcc, html
@@ -15,16 +17,17 @@ from app.client import BackendClient, BackendError, Subject
 from app.components import ITEM_ID, alert, class_name, error_alert, verdict_class
 from app.pages import page
 from app.pages.not_found_404 import not_found
-from app.pages.sample import input_map, neighbours, profile, pruning, salient_filters
+from app.pages.sample import input_map, neighbours, pruning
 from app.pages.sample.view import BOOSTS, STATE, TOP_FILTERS, View, layer_span, sid
 
-# the page's cards, top to bottom; cards that share a tuple sit side by side
+# the page's cards (modules of this package), top to bottom; cards that share a tuple sit side by side
 ROWS = (
-    (input_map, salient_filters),
-    (pruning,),
-    (profile,),
-    (neighbours,),
+    ("input_map", "salient_filters"),
+    ("pruning",),
+    ("profile",),
+    ("neighbours",),
 )
+CARDS = tuple(tuple(importlib.import_module(f"{__name__}.{name}") for name in row) for row in ROWS)
 
 
 @page
@@ -59,7 +62,7 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
     except BackendError as exc:
         view = View(subject, info, detail, state, None, None, load_error=exc.message)
     rows = [html.Div([card.layout(view) for card in row], className="row") if len(row) > 1 else row[0].layout(view)
-            for row in ROWS]
+            for row in CARDS]
     return html.Div(
         [
             dcc.Location(id=sid("location"), refresh=False),
@@ -116,7 +119,7 @@ def url_search(controls: dict, num_layers: int) -> str:
 def register(app, client: BackendClient) -> None:
     dash.register_page(__name__, path_template="/sample/<sample_id>", layout=sample_layout)
     dash.register_page(f"{__name__}.uploads", path_template="/upload/<upload_id>", layout=upload_layout)
-    for row in ROWS:
+    for row in CARDS:
         for card in row:
             card.register(app, client)
 

@@ -26,7 +26,6 @@ ROWS = (
     ("pruning",),
     ("profile",),
     ("neighbours",),
-    ("top_classes",),
 )
 CARDS = tuple(tuple(importlib.import_module(f"{__name__}.{name}") for name in row) for row in ROWS)
 

@@ -8,6 +8,14 @@ from __future__ import annotations
 import logging
 
 
+class UsageError(SystemExit):
+    """A bad argument or a taken port: one line on stderr and a failed exit, never a traceback (the UI imports
+    nothing from the backend, so it cannot use the shell's own error type)."""
+
+    def __init__(self, message: str):
+        super().__init__(f"error: {message}")
+
+
 def add_arguments(parser) -> None:
     parser.add_argument("--backend", required=True, help="base URL of the backend, e.g. http://127.0.0.1:8000")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
@@ -19,13 +27,11 @@ def check_port(host: str, port: int) -> None:
     """A taken port as one line (werkzeug would print its own message and exit)."""
     import socket
 
-    from backend.errors import PSSError
-
     with socket.socket() as sock:
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise PSSError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") from None
+            raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror}; choose another with --port") from None
 
 
 def quiet_request_logs() -> None:
@@ -35,13 +41,11 @@ def quiet_request_logs() -> None:
 
 
 def run(args) -> int:
-    from backend.errors import PSSError
-
     from app.client import BackendClient, BackendError
     from app.main import create_dash_app
 
     if not args.backend.startswith(("http://", "https://")):
-        raise PSSError(f"--backend must be an http(s) URL, got {args.backend!r}")
+        raise UsageError(f"--backend must be an http(s) URL, got {args.backend!r}")
     if not (args.dev or getattr(args, "verbose", False)):
         quiet_request_logs()
     client = BackendClient(args.backend)

@@ -28,7 +28,7 @@ class BackendError(Exception):
 
 
 @dataclass(frozen=True)
-class Ref:
+class Subject:
     """A sample of the dataset (``kind="samples"``) or an uploaded image (``kind="uploads"``)."""
 
     kind: Kind
@@ -193,28 +193,28 @@ class BackendClient:
 
     # -- per-sample routes (dataset samples and uploads alike) ------------------------------------
 
-    def sample(self, ref: Ref) -> dict:
-        return self._json("GET", ref.path)
+    def sample(self, subject: Subject) -> dict:
+        return self._json("GET", subject.path)
 
-    def image_png(self, ref: Ref) -> bytes:
-        return self._png(f"{ref.path}/image.png")
+    def image_png(self, subject: Subject) -> bytes:
+        return self._png(f"{subject.path}/image.png")
 
-    def filters(self, ref: Ref, top: int = 20) -> list[Filter]:
-        return self._json("GET", f"{ref.path}/filters", params={"top": top})
+    def filters(self, subject: Subject, top: int = 20) -> list[Filter]:
+        return self._json("GET", f"{subject.path}/filters", params={"top": top})
 
-    def profile(self, ref: Ref) -> dict:
-        return self._json("GET", f"{ref.path}/profile")
+    def profile(self, subject: Subject) -> dict:
+        return self._json("GET", f"{subject.path}/profile")
 
-    def input_saliency_png(self, ref: Ref, top_k: int = 10, boost: float = 100.0) -> bytes:
+    def input_saliency_png(self, subject: Subject, top_k: int = 10, boost: float = 100.0) -> bytes:
         """The overlay PNG; joins a prefetch of the same map that is still running instead of asking twice."""
-        return self._map_future(ref, top_k, boost).result()
+        return self._map_future(subject, top_k, boost).result()
 
-    def prefetch_input_saliency(self, ref: Ref, top_k: int = 10, boost: float = 100.0) -> None:
+    def prefetch_input_saliency(self, subject: Subject, top_k: int = 10, boost: float = 100.0) -> None:
         """Starts computing a map in the background (e.g. while the browser is still drawing the page)."""
-        self._map_future(ref, top_k, boost)
+        self._map_future(subject, top_k, boost)
 
-    def _map_future(self, ref: Ref, top_k: int, boost: float) -> Future:
-        key = (ref, int(top_k), float(boost))
+    def _map_future(self, subject: Subject, top_k: int, boost: float) -> Future:
+        key = (subject, int(top_k), float(boost))
         now = time.monotonic()
         with self._lock:
             entry = self._maps.get(key)
@@ -224,7 +224,7 @@ class BackendClient:
                 if not failed and now - started < self.MAPS_TTL_S:
                     self._maps.move_to_end(key)
                     return future
-            future = self._map_pool.submit(self._png, f"{ref.path}/input-saliency.png",
+            future = self._map_pool.submit(self._png, f"{subject.path}/input-saliency.png",
                                        params={"top_k": int(top_k), "boost": float(boost)}, timeout=self.slow_timeout)
             self._maps[key] = (now, future)
             while len(self._maps) > self.MAPS_KEPT:
@@ -233,7 +233,7 @@ class BackendClient:
 
     def neighbors(
         self,
-        ref: Ref,
+        subject: Subject,
         *,
         k: int = 10,
         layers: tuple[int, int] | None = None,
@@ -245,11 +245,11 @@ class BackendClient:
             params["layers"] = f"{layers[0]}:{layers[1]}"
         if misclassified_only:
             params["misclassified_only"] = "true"
-        return self._json("GET", f"{ref.path}/neighbors", params=params)
+        return self._json("GET", f"{subject.path}/neighbors", params=params)
 
     def prune(
         self,
-        ref: Ref,
+        subject: Subject,
         *,
         filters: list[int] | None = None,
         top_k: int | None = None,
@@ -259,10 +259,10 @@ class BackendClient:
         if (filters is None) == (top_k is None):
             raise ValueError("give either filters or top_k")
         body: dict[str, Any] = {"filters": list(filters)} if filters is not None else {"top_k": top_k, "mode": mode}
-        return self._json("POST", f"{ref.path}/prune", json=body, timeout=self.slow_timeout)
+        return self._json("POST", f"{subject.path}/prune", json=body, timeout=self.slow_timeout)
 
     def upload(self, filename: str, content: bytes, label: int | None = None) -> dict:
-        """Send an image; returns ``{id, pred, probs}``. The id then works with ``Ref("uploads", id)``."""
+        """Send an image; returns ``{id, pred, probs}``. The id then works with ``Subject("uploads", id)``."""
         data = {"label": str(label)} if label is not None else None
         return self._json(
             "POST",

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
 from dash import dcc, html
 
-from app.client import BackendError, Ref
+from app.client import BackendError, Subject
+
+
+ITEM_ID = re.compile(r"^[0-9]{1,20}$")  # a sample's or an upload's id in a URL
 
 
 def class_name(names: Sequence[str], index) -> str:
@@ -38,27 +42,27 @@ def card(title, *children, className: str = "", id: str | None = None, extra=Non
                     **kwargs)
 
 
-def media_url(ref: Ref) -> str:
+def media_url(subject: Subject) -> str:
     """Where the browser loads a sample's image: the UI server proxies it from the backend."""
-    return f"/media/{ref.kind}/{quote(str(ref.id), safe='')}/image.png"
+    return f"/media/{subject.kind}/{quote(str(subject.id), safe='')}/image.png"
 
 
-def sample_href(ref: Ref) -> str:
-    return f"/sample/{ref.id}" if ref.kind == "samples" else f"/upload/{ref.id}"
+def sample_href(subject: Subject) -> str:
+    return f"/sample/{subject.id}" if subject.kind == "samples" else f"/upload/{subject.id}"
 
 
 def verdict_class(label, pred) -> str:
     return "correct" if label is not None and int(label) == int(pred) else "wrong"
 
 
-def thumbnail(ref: Ref, names: Sequence[str], label, pred, caption: str = "", badge: str = "",
+def thumbnail(subject: Subject, names: Sequence[str], label, pred, caption: str = "", badge: str = "",
               extra_class: str = "", id_prefix: str = "thumb") -> dcc.Link:
     """A clickable image tile: true -> predicted class, an optional caption (confidence, score) and badge."""
     true_name = class_name(names, label) if label is not None else "unlabelled"
     pred_name = class_name(names, pred)
     return dcc.Link(
         [
-            html.Img(src=media_url(ref), className="thumb-img", alt=f"sample {ref.id}"),
+            html.Img(src=media_url(subject), className="thumb-img", alt=f"sample {subject.id}"),
             html.Div(
                 [
                     html.Div([html.Span("true ", className="thumb-key"), html.Span(true_name)], className="thumb-line"),
@@ -70,8 +74,8 @@ def thumbnail(ref: Ref, names: Sequence[str], label, pred, caption: str = "", ba
                 className="thumb-meta",
             ),
         ],
-        href=sample_href(ref),
+        href=sample_href(subject),
         className=f"thumb {extra_class}".strip(),
-        id=f"{id_prefix}-{ref.kind}-{ref.id}",
-        title=f"#{ref.id}: true {true_name}, predicted {pred_name}",
+        id=f"{id_prefix}-{subject.kind}-{subject.id}",
+        title=f"#{subject.id}: true {true_name}, predicted {pred_name}",
     )

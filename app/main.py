@@ -1,4 +1,4 @@
-"""The Dash application: a header, a URL router over the pages, and an image proxy.
+"""The Dash application: a header over Dash's page container (each page registers itself), and an image proxy.
 
 Images are proxied through this server (``/media/...``) so the browser only ever talks to the UI, and the
 backend can stay on an internal address.
@@ -6,48 +6,20 @@ backend can stay on an internal address.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import dash
 from dash import Input, Output, dcc, html
 from flask import Response, abort
 
-from app.client import BackendClient, BackendError, Ref
-from app.components import alert
-from app.pages import experiments, gallery, overview, sample, upload
+from app.client import BackendClient, BackendError, Subject
+from app.components import ITEM_ID
+from app.pages import attach_client, experiments, gallery, not_found_404, overview, sample, upload
 
 ASSETS = Path(__file__).resolve().parent.parent / "frontend_assets"
 NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload"), ("/experiments", "Experiments")]
-_ID = re.compile(r"^[0-9]{1,20}$")
-
-
-def route(client: BackendClient, pathname: str | None, search: str | None):
-    """The page for a URL; a backend that cannot answer gives a message, never a blank page."""
-    path = (pathname or "/").rstrip("/") or "/"
-    try:
-        info = client.info()
-    except BackendError as exc:
-        return html.Div([alert(f"The backend at {client.base_url} cannot answer: {exc.message}. "
-                               "Start it with `pss serve --artifacts DIR`, then reload this page.")],
-                        className="page")
-    if path == "/":
-        return overview.layout(client, info)
-    if path == "/mistakes":
-        return gallery.layout(client, info, search)
-    if path == "/upload":
-        return upload.layout(client, info)
-    if path == "/experiments":
-        return experiments.layout(client, info)
-    match = re.fullmatch(r"/(sample|upload)/([^/]+)", path)
-    if match and _ID.match(match.group(2)):
-        kind = "samples" if match.group(1) == "sample" else "uploads"
-        if kind == "samples" and int(match.group(2)) >= int(info.get("num_samples", 0)):
-            return html.Div([alert(f"There is no sample {match.group(2)}: ids go from 0 to "
-                                   f"{int(info.get('num_samples', 0)) - 1}.")], className="page")
-        return sample.layout(client, info, Ref(kind, match.group(2)), search)
-    return html.Div([alert(f"No page at {pathname}.", "warn"), dcc.Link("Go to the overview", href="/")],
-                    className="page")
+PAGES = (overview, gallery, sample, upload, experiments, not_found_404)
+LOCATION = "_pages_location"  # the Location of dash.page_container: only real navigation changes it
 
 
 def create_dash_app(backend_url: str, client: BackendClient | None = None) -> dash.Dash:
@@ -59,10 +31,14 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
         title="Parameter-space saliency",
         update_title=None,
         suppress_callback_exceptions=True,
+        use_pages=True,
+        pages_folder="",  # the pages register themselves below, with this app's client
     )
+    attach_client(app.server, client)
+    for page in PAGES:
+        page.register(app, client)
     app.layout = html.Div(
         [
-            dcc.Location(id="url"),
             # the gallery's last filters, so "back to the mistakes" returns to the same selection
             dcc.Store(id="gallery-memory", storage_type="session"),
             html.Header(
@@ -76,20 +52,17 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
                 className="topbar",
             ),
             # only a page change shows this spinner; the pages' own updates have their own
-            html.Main(dcc.Loading(html.Div(id="page-content"), type="default", delay_show=300,
-                                  target_components={"page-content": "children"},
+            html.Main(dcc.Loading(dash.page_container, type="default", delay_show=300,
+                                  target_components={"_pages_content": "children"},
                                   parent_className="page-loading"), className="main"),
         ],
         className="shell",
     )
 
-    # Pages write their controls into the URL without telling this Location (refresh=False), so only real
-    # navigation (links, back/forward) reaches here, and back/forward restores the state it leads to.
-    @app.callback(Output("page-content", "children"), Input("url", "pathname"), Input("url", "search"))
-    def _route(pathname, search):
-        return route(client, pathname, search)
-
-    @app.callback(Output("header-model", "children"), Input("url", "pathname"))
+    # Pages write their controls into the URL through their own Location (refresh=False), which does not tell
+    # the page container's: only real navigation (links, back/forward) re-renders a page, and back/forward
+    # restores the state it leads to.
+    @app.callback(Output("header-model", "children"), Input(LOCATION, "pathname"))
     def _model_badge(_):
         try:
             info = client.info()
@@ -104,18 +77,15 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
                 return on ? 'nav-link active' : 'nav-link'; });
         }""" % [href for href, _ in NAV],
         [Output(f"nav-{label.lower()}", "className") for _, label in NAV],
-        Input("url", "pathname"),
+        Input(LOCATION, "pathname"),
     )
-
-    for page in (overview, gallery, sample, upload):
-        page.register(app, client)
 
     @app.server.route("/media/<kind>/<item_id>/image.png")
     def _media(kind: str, item_id: str):
-        if kind not in ("samples", "uploads") or not _ID.match(item_id):
+        if kind not in ("samples", "uploads") or not ITEM_ID.match(item_id):
             abort(404)
         try:
-            png = client.image_png(Ref(kind, item_id))
+            png = client.image_png(Subject(kind, item_id))
         except BackendError as exc:
             abort(exc.status if exc.status in (404, 422) else 502)
         return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})

@@ -3,19 +3,15 @@ check that parameter saliency means something for *their* model before trusting 
 
 from __future__ import annotations
 
+import dash
 from dash import dcc, html
 
 from app import experiment_figures as figs
 from app.client import BackendClient, BackendError
 from app.components import alert, card, class_name, error_alert
+from app.pages import page
 
 PREFIX = "experiments"
-
-
-def fetch(client: BackendClient, name: str | None = None) -> dict:
-    """The listing, or one experiment's results (through the client's own HTTP plumbing)."""
-    path = "/api/experiments" if name is None else f"/api/experiments/{name}"
-    return client._json("GET", path, timeout=client.slow_timeout)
 
 
 def _pct(stat: dict, index: int | None = None) -> str:
@@ -116,10 +112,11 @@ def section(name: str, item: dict, doc: dict | None, names, error: BackendError 
     return card(title, *body, id=f"{PREFIX}-{name}")
 
 
-def layout(client: BackendClient, info: dict) -> html.Div:
+@page
+def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     names = list(info.get("classes", []))
     try:
-        listing = fetch(client)
+        listing = client.experiments()
     except BackendError as exc:
         return html.Div([error_alert(exc, "the experiments")], className="page")
     sections = []
@@ -127,10 +124,14 @@ def layout(client: BackendClient, info: dict) -> html.Div:
         doc, error = None, None
         if item["available"]:
             try:
-                doc = fetch(client, item["name"])
+                doc = client.experiments(item["name"])
             except BackendError as exc:
                 error = exc
         sections.append(section(item["name"], item, doc, names, error))
     intro = html.P("The paper's checks that parameter saliency is meaningful, run on this model's misclassified "
                    "samples. Bands and brackets are 95% bootstrap confidence intervals.", className="hint")
     return html.Div([intro, *sections], className=f"page page-{PREFIX}")
+
+
+def register(app, client: BackendClient) -> None:
+    dash.register_page(__name__, path="/experiments", layout=layout)

@@ -4,75 +4,61 @@ confidence, paged on the server so it stays fast with any number of mistakes."""
 from __future__ import annotations
 
 import math
-from urllib.parse import parse_qs, urlencode
 
+import dash
 from dash import Input, Output, State, ctx, dcc, html
 
-from app.client import BackendClient, BackendError, Ref
+from app.client import BackendClient, BackendError, Subject
 from app.components import alert, card, error_alert, thumbnail
+from app.pages import page
+from app.url_state import Field, QueryState, choice, integer, number
 
 PREFIX = "gallery"
 PAGE_SIZE = 40
 SHOW_OPTIONS = [("mistakes", "Mistakes"), ("all", "All samples"), ("correct", "Correct")]
 
 
-def parse_query(search: str | None) -> dict:
-    """The gallery's URL query -> its filter state, invalid values dropped."""
-    query = parse_qs((search or "").lstrip("?"))
+STATE = QueryState(
+    Field("true_class", None, integer(), key="true"),
+    Field("pred_class", None, integer(), key="pred"),
+    Field("show", None, choice([v for v, _ in SHOW_OPTIONS])),
+    Field("min_conf", 0.0, number(0.0, 1.0), write=lambda v: round(v, 2)),
+    Field("max_conf", 1.0, number(0.0, 1.0), write=lambda v: round(v, 2)),
+    Field("page", 0, integer(0)),
+)
 
-    def one(key, cast, default=None):
-        try:
-            return cast(query[key][0])
-        except (KeyError, IndexError, ValueError):
-            return default
 
-    true_class, pred_class = one("true", int), one("pred", int)
-    default_show = "correct" if true_class is not None and true_class == pred_class else "mistakes"
-    show = one("show", str, default_show)
-    low = min(max(one("min_conf", float, 0.0), 0.0), 1.0)
-    high = min(max(one("max_conf", float, 1.0), low), 1.0)
-    return {
-        "true": true_class,
-        "pred": pred_class,
-        "show": show if show in dict(SHOW_OPTIONS) else "mistakes",
-        "conf": [low, high],
-        "page": max(one("page", int, 0), 0),
-    }
+def parse_query(query) -> dict:
+    """The gallery's URL query -> its filter state, invalid values dropped. A link to one class as both true and
+    predicted (a diagonal cell of the confusion matrix) shows the correct samples unless it says otherwise."""
+    state = STATE.parse(query)
+    if state["show"] is None:
+        diagonal = state["true_class"] is not None and state["true_class"] == state["pred_class"]
+        state["show"] = "correct" if diagonal else "mistakes"
+    state["max_conf"] = max(state["max_conf"], state["min_conf"])
+    return state
 
 
 def build_query(state: dict) -> str:
     """Filter state -> URL query (defaults left out, so plain links stay short)."""
-    query = {}
-    if state.get("true") is not None:
-        query["true"] = state["true"]
-    if state.get("pred") is not None:
-        query["pred"] = state["pred"]
-    if state.get("show", "mistakes") != "mistakes":
-        query["show"] = state["show"]
-    low, high = state.get("conf", [0.0, 1.0])
-    if low > 0:
-        query["min_conf"] = round(low, 2)
-    if high < 1:
-        query["max_conf"] = round(high, 2)
-    if state.get("page"):
-        query["page"] = state["page"]
-    return f"?{urlencode(query)}" if query else ""
+    return STATE.build({**state, "show": None if state["show"] == "mistakes" else state["show"]})
 
 
-def layout(client: BackendClient, info: dict, search: str | None) -> html.Div:
-    state = parse_query(search)
+@page
+def layout(client: BackendClient, info: dict, **query) -> html.Div:
+    state = parse_query(query)
     names = list(info.get("classes", []))
     class_options = [{"label": name, "value": i} for i, name in enumerate(names)]
     controls = html.Div(
         [
             html.Div([html.Label("True class", htmlFor=f"{PREFIX}-true"),
-                      dcc.Dropdown(id=f"{PREFIX}-true", options=class_options, value=state["true"],
+                      dcc.Dropdown(id=f"{PREFIX}-true", options=class_options, value=state["true_class"],
                                    placeholder="any", clearable=True)], className="control"),
             html.Div([html.Label("Predicted class", htmlFor=f"{PREFIX}-pred"),
-                      dcc.Dropdown(id=f"{PREFIX}-pred", options=class_options, value=state["pred"],
+                      dcc.Dropdown(id=f"{PREFIX}-pred", options=class_options, value=state["pred_class"],
                                    placeholder="any", clearable=True)], className="control"),
             html.Div([html.Label("Confidence of the prediction"),
-                      dcc.RangeSlider(id=f"{PREFIX}-conf", min=0, max=1, step=0.05, value=state["conf"],
+                      dcc.RangeSlider(id=f"{PREFIX}-conf", min=0, max=1, step=0.05, value=[state["min_conf"], state["max_conf"]],
                                       marks={v / 4: f"{v * 25}%" for v in range(5)}, allowCross=False,
                                       updatemode="mouseup", allow_direct_input=False)],
                      className="control control-wide"),
@@ -123,8 +109,8 @@ def fetch_page(client: BackendClient, state: dict) -> tuple[int, list[dict]]:
     The backend filters by class and correctness; the confidence range is a contiguous window of its
     confidence-sorted listing, found by binary search (about 2·log2(n) one-item requests)."""
     query = {"correct": {"mistakes": False, "correct": True, "all": None}[state["show"]],
-             "true_class": state["true"], "pred_class": state["pred"]}
-    low, high = state["conf"]
+             "true_class": state["true_class"], "pred_class": state["pred_class"]}
+    low, high = state["min_conf"], state["max_conf"]
     offset = state["page"] * PAGE_SIZE
     if low <= 0 and high >= 1:
         page = client.samples(**query, sort="confidence", offset=offset, limit=PAGE_SIZE)
@@ -154,7 +140,7 @@ def render_results(client: BackendClient, state: dict) -> tuple:
         grid = alert(f"No {what} match these filters.", "info")
     else:
         grid = html.Div(
-            [thumbnail(Ref("samples", str(it["id"])), names, it["label"], it["pred"],
+            [thumbnail(Subject("samples", str(it["id"])), names, it["label"], it["pred"],
                        caption=f"{float(it['confidence']):.0%} sure", id_prefix=f"{PREFIX}-thumb")
              for it in items],
             className="thumb-grid",
@@ -164,6 +150,8 @@ def render_results(client: BackendClient, state: dict) -> tuple:
 
 
 def register(app, client: BackendClient) -> None:
+    dash.register_page(__name__, path="/mistakes", layout=layout)
+
     @app.callback(
         Output(f"{PREFIX}-results", "children"),
         Output(f"{PREFIX}-page-label", "children"),
@@ -188,8 +176,9 @@ def register(app, client: BackendClient) -> None:
             page = (page or 0) + 1
         elif trigger is not None:
             page = 0  # a new filter starts from the first page
-        state = {"true": true_class, "pred": pred_class, "conf": conf or [0.0, 1.0], "show": show or "mistakes",
-                 "page": page or 0}
+        low, high = conf or [0.0, 1.0]
+        state = {"true_class": true_class, "pred_class": pred_class, "min_conf": low, "max_conf": high,
+                 "show": show or "mistakes", "page": page or 0}
         grid, label, no_prev, no_next, page = render_results(client, state)
         search = build_query({**state, "page": page})
         return grid, label, no_prev, no_next, page, search, search

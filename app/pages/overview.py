@@ -5,17 +5,20 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+import dash
 import numpy as np
 from dash import Input, Output, dcc, html, no_update
 
 from app import figures
 from app.client import BackendClient, BackendError
 from app.components import alert, card, class_name, error_alert
+from app.pages import page
 
 PREFIX = "overview"
 
 
-def layout(client: BackendClient, info: dict) -> html.Div:
+@page
+def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     acc = float(info.get("accuracy", 0.0))
     n = int(info.get("num_samples", 0))
     stats = [
@@ -116,6 +119,8 @@ def confusion_click(click_data, names) -> str | None:
 
 
 def register(app, client: BackendClient) -> None:
+    dash.register_page(__name__, path="/", layout=layout)
+
     @app.callback(
         Output(f"{PREFIX}-confusion-box", "children"),
         Output(f"{PREFIX}-top-confusions", "children"),

@@ -6,16 +6,19 @@ from __future__ import annotations
 import base64
 import binascii
 
+import dash
 from dash import Input, Output, State, dcc, html, no_update
 
 from app.client import BackendClient, BackendError
 from app.components import alert, card
+from app.pages import page
 
 PREFIX = "upload"
 MAX_BYTES = 10 * 1024 * 1024
 
 
-def layout(client: BackendClient, info: dict) -> html.Div:
+@page
+def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     names = list(info.get("classes", []))
     return html.Div(
         [
@@ -79,6 +82,8 @@ def handle_upload(client: BackendClient, contents: str | None, filename: str | N
 
 
 def register(app, client: BackendClient) -> None:
+    dash.register_page(__name__, path="/upload", layout=layout)
+
     @app.callback(
         Output(f"{PREFIX}-status", "children"),
         Output(f"{PREFIX}-nav", "href"),

@@ -6,7 +6,6 @@ import socket
 import pytest
 
 from app import cli
-from backend.errors import PSSError
 
 
 def _args(**kwargs):
@@ -16,7 +15,7 @@ def _args(**kwargs):
 
 
 def test_backend_must_be_a_url():
-    with pytest.raises(PSSError, match="http"):
+    with pytest.raises(cli.UsageError, match="http"):
         cli.run(_args(backend="localhost:8000"))
 
 
@@ -24,5 +23,5 @@ def test_busy_port_is_one_line(fake):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(PSSError, match="cannot listen"):
+        with pytest.raises(cli.UsageError, match="cannot listen"):
             cli.run(_args(backend=fake.url, port=taken.getsockname()[1]))

@@ -5,9 +5,9 @@ import time
 
 import pytest
 
-from app.client import BackendClient, BackendError, Ref
+from app.client import BackendClient, BackendError, Subject
 
-S3 = Ref("samples", "3")
+S3 = Subject("samples", "3")
 
 
 def test_info_is_cached_and_typed(client, fake):
@@ -53,19 +53,19 @@ def test_uploads_use_their_own_prefix(client, fake):
     method, path, _, body = fake.requests[-1]
     assert (method, path) == ("POST", "/api/uploads")
     assert b'name="label"' in body and b'filename="x.png"' in body
-    client.sample(Ref("uploads", str(up["id"])))
+    client.sample(Subject("uploads", str(up["id"])))
     assert fake.requests[-1][1] == "/api/uploads/424242"
 
 
 def test_error_detail_becomes_message(client):
     with pytest.raises(BackendError) as err:
-        client.sample(Ref("samples", "999"))
+        client.sample(Subject("samples", "999"))
     assert err.value.status == 404 and err.value.message == "no sample 999"
 
 
 def test_validation_errors_are_one_line(client):
     with pytest.raises(BackendError) as err:
-        client.sample(Ref("samples", "abc"))
+        client.sample(Subject("samples", "abc"))
     assert err.value.status == 422 and err.value.message == "sample_id: Input should be a valid integer"
 
 
@@ -123,7 +123,7 @@ def test_parallel_calls_keep_order_and_errors(client):
     info, detail = client.parallel(client.info, lambda: client.sample(S3))
     assert info["model"] == "fake" and detail["id"] == 3
     with pytest.raises(BackendError):
-        client.parallel(client.info, lambda: client.sample(Ref("samples", "999")))
+        client.parallel(client.info, lambda: client.sample(Subject("samples", "999")))
 
 
 def test_experiments_routes(client, fake):

@@ -1,41 +1,69 @@
-"""The router and the image proxy of the Dash server, against the fake backend."""
+"""Routing through Dash's pages and the image proxy of the Dash server, against the fake backend."""
 
+import json
 import socket
 
-from app.client import BackendClient
-from app.main import create_dash_app, route
+import pytest
+
+from app.main import create_dash_app
 
 
-def _ids(component) -> set[str]:
-    """Every component id in a Dash tree."""
-    found = {component.id} if isinstance(getattr(component, "id", None), str) else set()
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children]:
-        if hasattr(child, "to_plotly_json"):
-            found |= _ids(child)
-    return found
+def route(http, pathname: str, search: str = ""):
+    """The page Dash's router renders for a URL, asked the way the browser asks."""
+    answer = http.post("/_dash-update-component", json={
+        "output": ".._pages_content.children..._pages_store.data..",
+        "outputs": [{"id": "_pages_content", "property": "children"}, {"id": "_pages_store", "property": "data"}],
+        "inputs": [{"id": "_pages_location", "property": "pathname", "value": pathname},
+                   {"id": "_pages_location", "property": "search", "value": search}],
+        "changedPropIds": ["_pages_location.pathname"], "state": []})
+    assert answer.status_code == 200
+    return answer.get_json()["response"]["_pages_content"]["children"]
 
 
-def test_routes_pick_pages(client):
-    assert "overview-confusion-box" in _ids(route(client, "/", ""))
-    assert "gallery-results" in _ids(route(client, "/mistakes", "?true=1"))
-    assert "upload-drop" in _ids(route(client, "/upload", ""))
-    sample_page = _ids(route(client, "/sample/3", "?top_k=5"))
+@pytest.fixture
+def render(fake):
+    http = create_dash_app(fake.url).server.test_client()
+    return lambda pathname, search="": route(http, pathname, search)
+
+
+def _ids(tree) -> set[str]:
+    """Every component id in a rendered (JSON) Dash tree."""
+    if isinstance(tree, list):
+        return set().union(*(_ids(t) for t in tree)) if tree else set()
+    if not isinstance(tree, dict):
+        return set()
+    props = tree.get("props", {})
+    found = {props["id"]} if isinstance(props.get("id"), str) else set()
+    return found | _ids(props.get("children"))
+
+
+def test_routes_pick_pages(render):
+    assert "overview-confusion-box" in _ids(render("/"))
+    assert "gallery-results" in _ids(render("/mistakes", "?true=1"))
+    assert "upload-drop" in _ids(render("/upload"))
+    assert "upload-drop" in _ids(render("/upload/"))
+    sample_page = _ids(render("/sample/3", "?top_k=5"))
     assert {"sample-overlay", "sample-neighbors", "sample-prediction"} <= sample_page
-    assert "sample-overlay" in _ids(route(client, "/upload/424242", ""))
+    assert "sample-overlay" in _ids(render("/upload/424242"))
 
 
-def test_bad_paths_give_messages(client):
-    assert "There is no sample 999" in str(route(client, "/sample/999", ""))
-    assert "No page at /nowhere" in str(route(client, "/nowhere", ""))
-    assert "No page at /sample/abc" in str(route(client, "/sample/abc", ""))
+def test_query_reaches_the_page(render):
+    page = json.dumps(render("/sample/3", "?top_k=7&layers=1:2&mode=least"))
+    assert '"id": "sample-topk"' in page and '"value": 7' in page and '"value": [1, 2]' in page
+    assert '"value": "least"' in page
+
+
+def test_bad_paths_give_messages(render):
+    assert "no sample 999" in json.dumps(render("/sample/999"))
+    assert "No page at /nowhere" in json.dumps(render("/nowhere"))
+    assert "No page at /sample/abc" in json.dumps(render("/sample/abc"))
 
 
 def test_backend_down_is_a_message():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    page = str(route(BackendClient(f"http://127.0.0.1:{port}"), "/", ""))
+    page = json.dumps(route(create_dash_app(f"http://127.0.0.1:{port}").server.test_client(), "/"))
     assert "cannot answer" in page and "pss serve" in page
 
 

@@ -5,16 +5,23 @@ import numpy as np
 from app.pages import gallery
 
 
+def _state(**changes) -> dict:
+    return {"true_class": None, "pred_class": None, "show": "mistakes", "min_conf": 0.0, "max_conf": 1.0, "page": 0,
+            **changes}
+
+
 def test_query_round_trip():
-    state = {"true": 1, "pred": 2, "show": "all", "conf": [0.25, 0.9], "page": 3}
+    state = _state(true_class=1, pred_class=2, show="all", min_conf=0.25, max_conf=0.9, page=3)
+    assert gallery.build_query(state) == "?true=1&pred=2&show=all&min_conf=0.25&max_conf=0.9&page=3"
     assert gallery.parse_query(gallery.build_query(state)) == state
-    assert gallery.build_query({"true": None, "pred": None, "show": "mistakes", "conf": [0, 1], "page": 0}) == ""
+    assert gallery.build_query(_state()) == ""
 
 
 def test_bad_query_values_fall_back():
     state = gallery.parse_query("?true=x&show=nope&min_conf=2&page=-4")
-    assert state == {"true": None, "pred": None, "show": "mistakes", "conf": [1.0, 1.0], "page": 0}
+    assert state == _state(min_conf=1.0, max_conf=1.0)
     assert gallery.parse_query("?true=2&pred=2")["show"] == "correct"
+    assert gallery.parse_query({"true": "2", "pred": ["1", "2"]})["pred_class"] == 1  # Dash's split query
 
 
 def _expected(fake, show, low, high):
@@ -31,8 +38,7 @@ def test_confidence_window_matches_a_direct_filter(client, fake, monkeypatch):
         expected = _expected(fake, "all", low, high)
         got, page = [], 0
         while True:
-            total, items = gallery.fetch_page(client, {"true": None, "pred": None, "show": "all",
-                                                       "conf": [low, high], "page": page})
+            total, items = gallery.fetch_page(client, _state(show="all", min_conf=low, max_conf=high, page=page))
             assert total == len(expected)
             if not items:
                 break
@@ -44,7 +50,7 @@ def test_confidence_window_matches_a_direct_filter(client, fake, monkeypatch):
 def test_render_results_pages_and_clamps(client, fake, monkeypatch):
     monkeypatch.setattr(gallery, "PAGE_SIZE", 5)
     mistakes = _expected(fake, "mistakes", 0, 1)
-    state = {"true": None, "pred": None, "show": "mistakes", "conf": [0, 1], "page": 99}
+    state = _state(page=99)
     grid, label, no_prev, no_next, page = gallery.render_results(client, state)
     pages = -(-len(mistakes) // 5)
     assert page == pages - 1 and no_next and not no_prev
@@ -54,8 +60,7 @@ def test_render_results_pages_and_clamps(client, fake, monkeypatch):
 
 def test_render_results_backend_error(client, fake):
     fake.overrides["/api/samples"] = (422, {"detail": "true_class must be in [0, 2], got 7"})
-    grid, label, *_ = gallery.render_results(client, {"true": 7, "pred": None, "show": "mistakes",
-                                                       "conf": [0, 1], "page": 0})
+    grid, label, *_ = gallery.render_results(client, _state(true_class=7))
     assert "true_class must be in [0, 2]" in str(grid)
 
 
@@ -68,8 +73,7 @@ def test_confidence_window_needs_logarithmically_many_requests(monkeypatch):
     fake = FakeBackend(num_samples=20000).start()
     try:
         client = BackendClient(fake.url)
-        total, items = gallery.fetch_page(client, {"true": None, "pred": None, "show": "all", "conf": [0.5, 0.9],
-                                                   "page": 3})
+        total, items = gallery.fetch_page(client, _state(show="all", min_conf=0.5, max_conf=0.9, page=3))
         assert len(fake.requests) <= 2 * 15 + 2
         expected = _expected(fake, "all", 0.5, 0.9)
         assert total == len(expected)

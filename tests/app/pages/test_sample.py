@@ -2,79 +2,93 @@
 
 import pytest
 
-from app.client import BackendError, Ref
+from app.client import BackendError, Subject
 from app.pages import sample
+from app.pages.sample import input_map, neighbours, profile, pruning
+from app.pages.sample.view import MAX_TOP_K, STATE, layer_span, slider_layers
 
-S = Ref("samples", "3")
+S = Subject("samples", "3")
 
 
 def test_deep_link_round_trip():
-    state = sample.parse_query("?top_k=7&boost=30&layers=1:3&space=feature&mistakes=1&prune=4&mode=least", 3)
-    assert state == {"top_k": 7, "boost": 30, "layers": [1, 3], "space": "feature", "mistakes_only": True,
-                     "prune": 4, "mode": "least"}
-    assert sample.parse_query(sample.build_query(state, 3), 3) == state
+    link = "?top_k=7&boost=30&layers=1:3&space=feature&mistakes=1&prune=4&mode=least"
+    state = STATE.parse(link)
+    assert state == {"top_k": 7, "boost": 30, "layers": (1, 3), "space": "feature", "misclassified_only": True,
+                     "prune_top_k": 4, "prune_mode": "least"}
+    assert STATE.build(state) == link
+    assert STATE.build(STATE.parse("")) == "?top_k=10"  # top_k is always in the link; other defaults are not
 
 
 def test_deep_link_clamps_bad_values():
-    state = sample.parse_query("?top_k=999&boost=-1&layers=2:9&space=x&prune=-3&mode=evil", 3)
-    assert state["top_k"] == sample.MAX_TOP_K and state["boost"] == 100 and state["layers"] == [0, 3]
-    assert state["space"] == "saliency" and state["prune"] == 0 and state["mode"] == "salient"
-    assert sample.parse_query("?boost=90", 3)["boost"] == 100
+    state = STATE.parse("?top_k=999&boost=-1&layers=2:1&space=x&prune=-3&mode=evil")
+    assert state["top_k"] == MAX_TOP_K and state["boost"] == 100 and state["layers"] is None
+    assert state["space"] == "saliency" and state["prune_top_k"] == 0 and state["prune_mode"] == "salient"
+    assert STATE.parse("?boost=90")["boost"] == 100
+    # a range past the model's last layer shows as all layers (the link's form is fine, its bound is not)
+    assert slider_layers(STATE.parse("?layers=2:9")["layers"], 3) == [0, 3]
+    assert slider_layers((1, 3), 3) == [1, 3]
 
 
 def test_layer_range():
-    assert sample.layer_range([0, 3], 3) is None
-    assert sample.layer_range([1, 2], 3) == (1, 2)
-    assert sample.describe_layers([1, 2], [("a.weight", 0, 1), ("b.weight", 1, 2), ("c.weight", 2, 3)]) == \
+    assert layer_span([0, 3], 3) is None
+    assert layer_span([1, 2], 3) == (1, 2)
+    assert neighbours.describe_layers([1, 2], [("a.weight", 0, 1), ("b.weight", 1, 2), ("c.weight", 2, 3)]) == \
         "layer 2 of 3: b"
+
+
+def test_controls_write_the_link():
+    controls = {"top_k": 7, "boost_index": 3, "layers": [0, 3], "space": "saliency", "misclassified_only": ["1"],
+                "prune_top_k": 2, "prune_mode": "random"}
+    assert sample.url_search(controls, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random"
+    assert sample.url_search({**controls, "layers": [1, 3]}, 3).startswith("?top_k=7&boost=30&layers=1:3&")
 
 
 def test_pruning_controls(client, fake):
     filters = client.filters(S, top=5)
     top2 = [f["filter"] for f in filters[:2]]
     # the slider ticks the top-k boxes in "most salient" mode and prunes exactly those
-    checked, cls, panel = sample.pruning(client, S, "sample-prune-k", [], 2, "salient", filters)
+    checked, cls, panel = pruning.pruning(client, S, "sample-prune-k", [], 2, "salient", filters)
     assert checked == top2 and cls == "filter-checklist"
     assert fake.requests[-1][3] == ('{"filters":[%d,%d]}' % tuple(top2)).encode()
     # hand-ticked boxes win over the slider
-    checked, _, _ = sample.pruning(client, S, "sample-prune-check", [filters[4]["filter"]], 2, "salient", filters)
+    checked, _, _ = pruning.pruning(client, S, "sample-prune-check", [filters[4]["filter"]], 2, "salient", filters)
     assert checked == [filters[4]["filter"]]
     assert fake.requests[-1][3] == ('{"filters":[%d]}' % filters[4]["filter"]).encode()
     # other modes leave the boxes alone and grey them out
-    checked, cls, _ = sample.pruning(client, S, "sample-prune-mode", top2, 3, "least", filters)
+    checked, cls, _ = pruning.pruning(client, S, "sample-prune-mode", top2, 3, "least", filters)
     assert checked == top2 and "is-disabled" in cls
     assert fake.requests[-1][3] == b'{"top_k":3,"mode":"least"}'
 
 
 def test_prediction_panel_prunes_checked_filters(client, fake):
-    panel = sample.prediction_panel(client, S, [5, 2], 2, "salient")
+    panel = pruning.prediction_panel(client, S, [5, 2], 2, "salient")
     body = fake.requests[-1]
     assert body[1] == "/api/samples/3/prune" and body[3] == b'{"filters":[5,2]}'
     assert "2 filters off" in str(panel) and "flip to correct" in str(panel)
 
 
 def test_prediction_panel_random_mode_uses_top_k(client, fake):
-    sample.prediction_panel(client, S, [5], 3, "random")
+    pruning.prediction_panel(client, S, [5], 3, "random")
     assert fake.requests[-1][3] == b'{"top_k":3,"mode":"random"}'
 
 
 def test_prediction_panel_without_pruning(client, fake):
-    panel = sample.prediction_panel(client, S, [], 0, "salient")
+    panel = pruning.prediction_panel(client, S, [], 0, "salient")
     assert "No filters pruned" in str(panel)
     assert not any(r[1].endswith("/prune") for r in fake.requests)
 
 
 def test_neighbours_mark_same_and_reversed_confusions(client, fake):
     i = next(i for i in range(len(fake.labels)) if fake.labels[i] != fake.preds[i])
-    tiles = sample.neighbor_strip(client, Ref("samples", str(i)), [0, 3], "saliency", [])
+    tiles = neighbours.neighbor_strip(client, Subject("samples", str(i)), [0, 3], "saliency", [])
     assert len(tiles) == 10
     for tile in tiles:
         j = int(tile.href.rsplit("/", 1)[1])
         same = fake.labels[j] == fake.labels[i] and fake.preds[j] == fake.preds[i]
         assert ("thumb-same" in tile.className) == bool(same)
-    sample.neighbor_strip(client, Ref("samples", str(i)), [1, 2], "saliency", ["1"])
+    neighbours.neighbor_strip(client, Subject("samples", str(i)), [1, 2], "saliency", ["1"])
     assert fake.requests[-1][2] == {"k": "10", "layers": "1:2", "space": "saliency", "misclassified_only": "true"}
-    sample.neighbor_strip(client, Ref("samples", str(i)), [1, 2], "feature", [])
+    neighbours.neighbor_strip(client, Subject("samples", str(i)), [1, 2], "feature", [])
     assert fake.requests[-1][2] == {"k": "10", "space": "feature"}  # a layer range selects filters only
 
 
@@ -88,17 +102,17 @@ def test_header_names_classes(client):
     parts = str(sample.header(client.sample(S), ["cat", "dog", "bird"], S))
     assert "Sample #3" in parts and "loss 0.500" in parts
     upload = str(sample.header({"label": None, "pred": 2, "probs": [0.1, 0.2, 0.7]}, ["cat", "dog", "bird"],
-                               Ref("uploads", "9")))
+                               Subject("uploads", "9")))
     assert "Uploaded image" in upload and "no true label given" in upload and "bird" in upload and "70%" in upload
 
 
 def test_backend_errors_become_messages(client):
-    missing = Ref("samples", "999")
+    missing = Subject("samples", "999")
     assert "no sample 999" in str(sample.missing_message(client_error(client, missing), missing))
-    assert "uploads expire" in str(sample.missing_message(BackendError("gone", 404), Ref("uploads", "5")))
-    assert "no sample 999" in str(sample.overlay(client, missing, 10, 4))
-    assert "no sample 999" in str(sample.neighbor_strip(client, missing, [0, 3], "saliency", []))
-    assert "no sample 999" in str(sample.prediction_panel(client, missing, [1], 1, "salient"))
+    assert "uploads expire" in str(sample.missing_message(BackendError("gone", 404), Subject("uploads", "5")))
+    assert "no sample 999" in str(input_map.overlay(client, missing, 10, 4))
+    assert "no sample 999" in str(neighbours.neighbor_strip(client, missing, [0, 3], "saliency", []))
+    assert "no sample 999" in str(pruning.prediction_panel(client, missing, [1], 1, "salient"))
 
 
 def _hrefs(component) -> list[str]:
@@ -112,10 +126,10 @@ def _hrefs(component) -> list[str]:
 
 
 def test_mistakes_sharing_a_filter(client, fake, monkeypatch):
-    monkeypatch.setattr(sample, "FILTER_RANK", 2)
-    filter_id = sample.filter_of_click({"points": [{"customdata": 5, "x": "ignored"}]})
+    monkeypatch.setattr(profile, "FILTER_RANK", 2)
+    filter_id = profile.filter_of_click({"points": [{"customdata": 5, "x": "ignored"}]})
     assert filter_id == 5
-    shown = [int(h.rsplit("/", 1)[1]) for h in _hrefs(sample.mistakes_with_filter(client, S, filter_id))]
-    candidates = fake.neighbors(3, {"k": sample.FILTER_SEARCH_CANDIDATES, "layers": "1:2", "misclassified_only": "true"})
+    shown = [int(h.rsplit("/", 1)[1]) for h in _hrefs(profile.mistakes_with_filter(client, S, filter_id))]
+    candidates = fake.neighbors(3, {"k": profile.FILTER_SEARCH_CANDIDATES, "layers": "1:2", "misclassified_only": "true"})
     expected = [c["id"] for c in candidates if 5 in [f["filter"] for f in fake.top_filters(c["id"], 2)]]
     assert expected and shown == expected

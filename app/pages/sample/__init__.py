@@ -1,0 +1,137 @@
+"""Sample view, for a dataset sample (``/sample/<id>``) or an upload (``/upload/<id>``): a header, then cards
+(image and input-space saliency, the most salient filters, live pruning, the profile, the neighbours).
+
+Each card is a module of this package with ``layout(view)`` and ``register(app, client)``; ``ROWS`` places them
+by name, so a new card is a new module and one line there. The URL query mirrors the controls (``view.STATE``), so every state of the
+page is a link that can be shared.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import dash
+from dash import Input, Output, State, dcc, html
+
+from app.client import BackendClient, BackendError, Subject
+from app.components import ITEM_ID, alert, class_name, error_alert, verdict_class
+from app.pages import page
+from app.pages.not_found_404 import not_found
+from app.pages.sample import input_map, neighbours, pruning
+from app.pages.sample.view import BOOSTS, STATE, TOP_FILTERS, View, layer_span, sid
+
+# the page's cards (modules of this package), top to bottom; cards that share a tuple sit side by side
+ROWS = (
+    ("input_map", "salient_filters"),
+    ("pruning",),
+    ("profile",),
+    ("neighbours",),
+)
+CARDS = tuple(tuple(importlib.import_module(f"{__name__}.{name}") for name in row) for row in ROWS)
+
+
+@page
+def sample_layout(client: BackendClient, info: dict, sample_id: str = "", **query) -> html.Div:
+    return layout(client, info, "samples", sample_id, query)
+
+
+@page
+def upload_layout(client: BackendClient, info: dict, upload_id: str = "", **query) -> html.Div:
+    return layout(client, info, "uploads", upload_id, query)
+
+
+def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) -> html.Div:
+    """The page, with the cheap parts (header, salient filters, profile) already filled in so that only the
+    expensive views (input saliency, neighbours, pruning) wait for a callback."""
+    if not ITEM_ID.match(item_id):
+        return not_found(f"/{'sample' if kind == 'samples' else 'upload'}/{item_id}")
+    subject = Subject(kind, item_id)
+    back = dcc.Link("‹ Mistakes" if kind == "samples" else "‹ Upload another image",
+                    href="/mistakes" if kind == "samples" else "/upload", className="back-link", id=sid("back"))
+    state = STATE.parse(query)
+    try:
+        detail = client.sample(subject)
+    except BackendError as exc:
+        return html.Div([html.Div([back], className="page-title"), missing_message(exc, subject)], className="page")
+    # the map is the slowest view: start it now, while the browser draws the page that will ask for it
+    client.prefetch_input_saliency(subject, state["top_k"], state["boost"])
+    try:
+        filters, profile_data = client.parallel(lambda: client.filters(subject, top=TOP_FILTERS),
+                                                lambda: client.profile(subject))
+        view = View(subject, info, detail, state, filters, profile_data)
+    except BackendError as exc:
+        view = View(subject, info, detail, state, None, None, load_error=exc.message)
+    rows = [html.Div([card.layout(view) for card in row], className="row") if len(row) > 1 else row[0].layout(view)
+            for row in CARDS]
+    return html.Div(
+        [
+            dcc.Location(id=sid("location"), refresh=False),
+            dcc.Store(id=sid("subject"), data={"kind": kind, "id": item_id}),
+            dcc.Store(id=sid("filters"), data=view.filters),
+            html.Div([back, html.Div(header(detail, view.class_names, subject), id=sid("header"),
+                                     className="sample-header")], className="page-title"),
+            *rows,
+        ],
+        className="page page-sample",
+    )
+
+
+def missing_message(exc: BackendError, subject: Subject) -> html.Div:
+    if exc.status == 404 and subject.kind == "uploads":
+        return alert("This upload is no longer on the server (uploads expire). Please upload the image again.")
+    return error_alert(exc, f"{'upload' if subject.kind == 'uploads' else 'sample'} {subject.id}")
+
+
+def header(detail: dict, names, subject: Subject) -> list:
+    """Title, verdict, true and predicted class (with confidence) and loss of a sample or upload."""
+    label, pred = detail.get("label"), int(detail["pred"])
+    confidence = float(detail["probs"][pred])
+    title = f"Sample #{subject.id}" if subject.kind == "samples" else "Uploaded image"
+    if label is None:
+        verdict = html.Span("no true label given", className="chip chip-muted")
+    elif int(label) == pred:
+        verdict = html.Span("correct", className="chip chip-correct")
+    else:
+        verdict = html.Span("misclassified", className="chip chip-wrong")
+    parts = [html.H2(title), verdict]
+    if label is not None:
+        parts.append(html.Span(["true ", html.B(class_name(names, label))], className="chip"))
+    parts.append(html.Span(["predicted ", html.B(class_name(names, pred)), f" ({confidence:.0%})"],
+                           className=f"chip pred-{verdict_class(label, pred) if label is not None else 'muted'}"))
+    if detail.get("loss") is not None:
+        parts.append(html.Span(f"loss {float(detail['loss']):.3f}", className="chip chip-muted"))
+    return parts
+
+
+def url_search(controls: dict, num_layers: int) -> str:
+    """The controls' values -> the page's URL query."""
+    return STATE.build({
+        "top_k": controls["top_k"],
+        "boost": BOOSTS[int(controls["boost_index"])],
+        "layers": layer_span(controls["layers"], num_layers),
+        "space": controls["space"],
+        "misclassified_only": bool(controls["misclassified_only"]),
+        "prune_top_k": controls["prune_top_k"] or 0,
+        "prune_mode": controls["prune_mode"],
+    })
+
+
+def register(app, client: BackendClient) -> None:
+    dash.register_page(__name__, path_template="/sample/<sample_id>", layout=sample_layout)
+    dash.register_page(f"{__name__}.uploads", path_template="/upload/<upload_id>", layout=upload_layout)
+    for row in CARDS:
+        for card in row:
+            card.register(app, client)
+
+    app.clientside_callback(
+        "function(subject, search) { return subject.kind === 'uploads' ? '/upload' : '/mistakes' + (search || ''); }",
+        Output(sid("back"), "href"), Input(sid("subject"), "data"), State("gallery-memory", "data"))
+
+    @app.callback(Output(sid("location"), "search"),
+                  inputs={"top_k": Input(input_map.TOP_K, "value"), "boost_index": Input(input_map.BOOST, "value"),
+                          "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
+                          "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
+                          "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value")},
+                  prevent_initial_call=True)
+    def _url(**controls):
+        return url_search(controls, len(client.info().get("layers", [])))

@@ -1,0 +1,83 @@
+"""What every card of the sample view shares: its component ids, its URL state and the data loaded once
+per page (``View``)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from app import figures
+from app.client import Subject
+from app.url_state import Field, QueryState, choice, flag, integer, span, write_span
+
+PREFIX = "sample"
+MAX_TOP_K = 50
+MAX_PRUNE = 20
+BOOSTS = [1, 3, 10, 30, 100, 300, 1000]
+SPACES = ("saliency", "feature")
+PRUNE_MODES = ("salient", "random", "least")
+TOP_FILTERS = 20  # salient filters shown, and offered for pruning
+
+
+def sid(name: str) -> str:
+    """A component id of this page (page-prefixed, so no other page's ids can clash)."""
+    return f"{PREFIX}-{name}"
+
+
+def nearest_boost(text: str) -> int:
+    """The boost slider's stop nearest to a link's value (on a log scale)."""
+    boost = float(text)
+    if not boost > 0:
+        raise ValueError(text)
+    return min(BOOSTS, key=lambda b: abs(math.log(b) - math.log(boost)))
+
+
+# ?top_k=10&boost=100&layers=2:5&space=feature&mistakes=1&prune=3&mode=salient
+STATE = QueryState(
+    Field("top_k", 10, integer(1, MAX_TOP_K), always=True),
+    Field("boost", 100, nearest_boost),
+    Field("layers", None, span, write_span),
+    Field("space", "saliency", choice(SPACES)),
+    Field("misclassified_only", False, flag, write=lambda _: 1, key="mistakes"),
+    Field("prune_top_k", 0, integer(0, MAX_PRUNE), key="prune"),
+    Field("prune_mode", "salient", choice(PRUNE_MODES), key="mode"),
+)
+
+
+def slider_layers(layers: tuple[int, int] | None, num_layers: int) -> list[int]:
+    """A link's layer range as the range slider shows it: all layers when it has none or one past the model."""
+    return list(layers) if layers is not None and layers[1] <= num_layers else [0, num_layers]
+
+
+def layer_span(value, num_layers: int) -> tuple[int, int] | None:
+    """The range slider's value as the backend's ``layers`` (None: all layers)."""
+    if not value or len(value) != 2:
+        return None
+    start, stop = int(value[0]), int(value[1])
+    return None if (start, stop) == (0, num_layers) else (start, stop)
+
+
+@dataclass(frozen=True)
+class View:
+    """One sample page as its cards draw it: loaded once, when the page opens."""
+
+    subject: Subject
+    info: dict
+    detail: dict
+    state: dict  # STATE.parse of the page's URL
+    filters: list[dict] | None  # the TOP_FILTERS most salient filters; None: they could not be loaded
+    profile: dict | None
+    load_error: str | None = None
+
+    @property
+    def layers(self) -> list[tuple[str, int, int]]:
+        return figures.parse_layers(self.info.get("layers"))
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.detail.get("class_names") or self.info.get("classes", [])
+
+
+def subject_of(data: dict) -> Subject:
+    """The page's subject from its store (``sid("subject")``), for callbacks."""
+    return Subject(data["kind"], str(data["id"]))

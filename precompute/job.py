@@ -34,8 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.errors import PSSError
-from backend.saliency import FilterLayout, SaliencyStats, filter_saliency
-from backend.saliency.profile import logits_of
+from backend.saliency import FilterLayout, SaliencyStats, UnsupportedModel, profile_batch
 from backend.store import artifacts as store
 from backend.store import search
 from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
@@ -45,62 +44,6 @@ log = logging.getLogger("precompute")
 SHARDS_DIR = ".shards"
 JOB_FILE = "job.json"
 LOG_EVERY_S = 10.0
-
-
-# ----------------------------------------------------------------------------------------- features
-class OutputCapture:
-    """Forward hooks that keep the model's logits and its penultimate features for one forward pass.
-
-    Features are the input of ``feature_layer`` (a module name) or, by default, of the last ``nn.Linear``
-    that runs during the forward pass: the classifier head of torchvision CNNs and of the demo ResNet.
-    """
-
-    def __init__(self, model: nn.Module, feature_layer: str | None):
-        self.model = model
-        modules = dict(model.named_modules())
-        if feature_layer is not None:
-            if feature_layer not in modules:
-                raise PSSError(f"the model has no module named {feature_layer!r} (--feature-layer)")
-            self.candidates = {feature_layer: modules[feature_layer]}
-        else:
-            self.candidates = {name: m for name, m in modules.items() if isinstance(m, nn.Linear)}
-            if not self.candidates:
-                raise PSSError("the model has no nn.Linear head to take penultimate features from; "
-                               "name a module with --feature-layer")
-        self.features: torch.Tensor | None = None
-        self.feature_module: str | None = None
-        self.logits: list[torch.Tensor] = []
-
-    def __enter__(self) -> "OutputCapture":
-        self.handles = [m.register_forward_hook(self._feature_hook(name)) for name, m in self.candidates.items()]
-        self.handles.append(self.model.register_forward_hook(self._logits_hook))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-    def _feature_hook(self, name: str):
-        def hook(_module, args, _output):
-            self.features = torch.flatten(args[0].detach(), 1)
-            self.feature_module = name
-
-        return hook
-
-    def _logits_hook(self, _module, _args, output) -> None:
-        self.logits.append(logits_of(output).detach())
-
-
-def compute_batch(model, layout, images, labels, feature_layer):
-    """Raw profiles, features and logits of one batch, from the single forward/backward of ``filter_saliency``."""
-    with OutputCapture(model, feature_layer) as capture:
-        raw = filter_saliency(model, images, labels, batch_size=images.shape[0], layout=layout)
-    if len(capture.logits) != 1 or capture.features is None or capture.features.shape[0] != images.shape[0]:
-        raise RuntimeError("expected exactly one forward pass per batch inside filter_saliency")
-    logits = capture.logits[0].to("cpu", torch.float32)
-    if logits.dim() != 2:
-        raise PSSError(f"the model's output has shape {tuple(logits.shape)}; expected [batch, classes] logits")
-    return raw.to(torch.float32).cpu(), capture.features.to("cpu", torch.float32), logits, capture.feature_module
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -305,7 +248,11 @@ def _compute_shard(model, layout, dataset, bulk, start, stop, batch_size, featur
         targets = torch.as_tensor(targets, dtype=torch.int64)
         if targets.min() < 0 or targets.max() >= num_classes:
             raise PSSError(f"a label in samples {start}..{stop - 1} is outside the dataset's {num_classes} classes")
-        raw, feat, logit, feature_module = compute_batch(model, layout, images, targets, feature_layer)
+        try:
+            out = profile_batch(model, layout, images, targets, feature_layer)
+        except UnsupportedModel as exc:
+            raise PSSError(str(exc)) from exc
+        raw, feat, logit, feature_module = out.raw, out.features, out.logits, out.feature_layer
         if logit.shape[1] != num_classes:
             raise PSSError(f"the model has {logit.shape[1]} outputs but the dataset has {num_classes} classes")
         raws.append(raw)

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from backend.errors import PSSError
 from backend.render import overlay, png_bytes
-from backend.saliency import input_saliency, prune_filters
+from backend.saliency import input_saliency, profile_batch, prune_filters
 from backend.saliency.profile import logits_of
 
 from .cache import TTLCache
@@ -356,14 +356,12 @@ class Service:
     def _upload_job(self, image: torch.Tensor, label: int | None):
         """Profile, features and logits from one forward/backward, as the precompute job makes them; without
         a label, a plain forward first finds the predicted class to differentiate."""
-        from precompute.job import compute_batch
-
         x = image[None]
         if label is None:
             with torch.no_grad():
                 label = int(logits_of(self.model(x.to(self.device))).argmax())
-        raw, features, logits, _ = compute_batch(self.model, self.layout, x, torch.tensor([label]), self.feature_layer)
-        return logits[0], raw[0].numpy(), features[0].numpy()
+        out = profile_batch(self.model, self.layout, x, torch.tensor([label]), self.feature_layer)
+        return out.logits[0], out.raw[0].numpy(), out.features[0].numpy()
 
 
     def _input_saliency_job(self, s: Subject, top_k: int, boost: float) -> bytes:

@@ -16,10 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from backend.saliency import row_weight_deltas
 from backend.saliency.profile import eval_mode, logits_of
 
 from .common import Context, bootstrap, result, salient_orders, write
-from .intervene import row_weight_deltas
 
 DEFAULT_NS = (1, 5, 25, 75, 150, 300)
 MODES = ("salient", "random", "least")

@@ -35,8 +35,10 @@ from torch import nn
 
 from backend.errors import PSSError
 from backend.saliency import FilterLayout, SaliencyStats, UnsupportedModel, profile_batch
+from backend.models import weights_sha256
 from backend.store import artifacts as store
 from backend.store import search
+from backend.store.manifest import MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord
 from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
 
 log = logging.getLogger("precompute")
@@ -86,8 +88,9 @@ def run_precompute(
     num_workers: int = 0,
     class_names: list[str] | None = None,
     show_progress: bool | None = None,
-) -> dict:
-    """Writes (or resumes, or finds up to date) the artifacts dir ``out_dir``; returns its manifest.
+) -> Manifest | None:
+    """Writes (or resumes, or finds up to date) the artifacts dir ``out_dir``; returns its manifest (on rank 0;
+    None on the other ranks).
 
     ``dataset`` yields ``(image tensor, label)`` and has ``fingerprint()`` and ``class_names``; a
     ``tensors()`` method returning in-memory ``(images, labels)`` is used when present. Only the first
@@ -98,8 +101,6 @@ def run_precompute(
         raise PSSError(f"unknown index kind {index!r}; choose one of {', '.join(search.INDEX_KINDS)}")
     if batch_size < 1 or shard_size < 1:
         raise PSSError("--batch-size and --shard-size must be positive")
-    from backend.models import weights_sha256
-
     ranks = Ranks()
     out = Path(out_dir)
     total = len(dataset) if limit is None else min(int(limit), len(dataset))
@@ -159,28 +160,27 @@ def run_precompute(
 
     stats = _merged_stats(shards, num_shards, layout.num_filters, ranks, device)
     if ranks.rank != 0:
-        return {}
+        return None
     manifest = _assemble(out, shards, num_shards, job, key, layout, stats, index, class_names)
     shutil.rmtree(shards)
     return manifest
 
 
-def _inspect(out: Path, key: str, index: str, force: bool) -> dict | None:
+def _inspect(out: Path, key: str, index: str, force: bool) -> Manifest | None:
     """The manifest when ``out`` already holds these exact artifacts; raises when it holds other things."""
     if force or not out.exists():
         return None
     if not out.is_dir():
         raise PSSError(f"--out {out} exists and is not a directory")
-    if (out / store.MANIFEST).exists():
+    if (out / MANIFEST).exists():
         try:
-            artifacts = store.Artifacts.open(out)
+            manifest = store.Artifacts.open(out).manifest
         except PSSError as exc:
             raise PSSError(f"{out} holds broken artifacts ({exc}); rerun with --force to replace them") from exc
-        manifest = artifacts.manifest
-        if manifest.get("job_key") != key or manifest["index"]["kind"] != index:
+        if manifest.job_key != key or manifest.index.kind != index:
             raise PSSError(
-                f"{out} holds artifacts of another job (model {manifest['model']['spec']!r}, data "
-                f"{manifest['data']['spec']!r}, index {manifest['index']['kind']!r}, or different weights/settings); "
+                f"{out} holds artifacts of another job (model {manifest.model.spec!r}, data "
+                f"{manifest.data.spec!r}, index {manifest.index.kind!r}, or different weights/settings); "
                 "rerun with --force to replace them, or choose another --out"
             )
         return manifest
@@ -201,7 +201,7 @@ def _inspect(out: Path, key: str, index: str, force: bool) -> dict | None:
 def _prepare(out: Path, shards: Path, job: dict, key: str, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if force:
-        (out / store.MANIFEST).unlink(missing_ok=True)  # first: readers must never pair it with new files
+        (out / MANIFEST).unlink(missing_ok=True)  # first: readers must never pair it with new files
         if shards.exists():
             shutil.rmtree(shards)
         for name in store.DATA_FILES:
@@ -306,7 +306,7 @@ def _merged_stats(shards: Path, num_shards: int, num_filters: int, ranks: Ranks,
     return stats
 
 
-def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names) -> dict:
+def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names) -> Manifest:
     """Rank 0: the final arrays from the shards (in order), the index, and the manifest last."""
     total = job["num_samples"]
     with np.load(_shard_path(shards, 0), allow_pickle=False) as first:
@@ -341,11 +341,11 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
     profiles_std = np.load(out / store.PROFILES_STD, mmap_mode="r", allow_pickle=False)
     started = time.perf_counter()
     faiss_index = search.build_index(index_kind, profiles_std)
-    index_info = {"kind": index_kind, "metric": "cosine (inner product of L2-normalized profiles_std)",
-                  "recall_at_10": None, **search.index_params(faiss_index)}
+    index_params, recall_at_10 = search.index_params(faiss_index), None
     if index_kind != "flat":
         recall = search.measure_recall(faiss_index, profiles_std, k=10)
-        index_info.update(recall_at_10=recall["recall"], recall_queries=recall["queries"])
+        recall_at_10 = recall["recall"]
+        index_params["recall_queries"] = recall["queries"]
         log.info("%s index: recall@%d vs exact = %.4f over %d queries", index_kind, recall["k"], recall["recall"],
                  recall["queries"])
     with atomic_writer(out / store.INDEX) as handle:  # through Python, so a full disk is an OSError, not faiss's
@@ -354,34 +354,24 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
     log.info("built the %s index in %.1f s", index_kind, time.perf_counter() - started)
 
     correct = predictions["label"] == predictions["pred"]
-    manifest = {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "job_key": key,
-        "model": {"spec": job["model_spec"], "weights_sha256": job["weights_sha256"], "dtype": job["dtype"]},
-        "data": {"spec": job["data_spec"], "fingerprint": job["dataset_fingerprint"], "limit": job["limit"]},
-        "num_samples": total,
-        "num_classes": int(num_classes),
-        "num_filters": layout.num_filters,
-        "num_layers": len(layout),
-        "feature_dim": int(feature_dim),
-        "class_names": list(class_names),
-        "accuracy": float(correct.mean()),
-        "layout": layout.to_dict(),
-        "engine": {
-            "saliency": "mean |d CrossEntropy / dW| per conv filter, per sample, model in eval mode",
-            "batch_size": job["batch_size"],
-            "shard_size": job["shard_size"],
-            "features": f"input of module {feature_module!r}",
-            "stats": "mean and sample std (ddof=1) of raw profiles; std <= 1e-14 counts as 1",
-        },
-        "index": index_info,
-        "versions": _versions(),
-        "files": {name: store.describe_file(out / name) for name in store.DATA_FILES},
-    }
-    write_json_atomic(out / store.MANIFEST, manifest)
-    log.info("done: %d samples, %d filters, accuracy %.2f%%", total, layout.num_filters, 100 * manifest["accuracy"])
+    manifest = Manifest(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        job_key=key,
+        model=ModelRecord(job["model_spec"], job["weights_sha256"], job["dtype"]),
+        data=DataRecord(job["data_spec"], job["dataset_fingerprint"], job["limit"]),
+        num_samples=total,
+        num_classes=int(num_classes),
+        feature_dim=int(feature_dim),
+        class_names=list(class_names),
+        accuracy=float(correct.mean()),
+        layout=layout,
+        engine=EngineRecord(job["batch_size"], job["shard_size"], feature_module),
+        index=IndexRecord(index_kind, recall_at_10, index_params),
+        versions=_versions(),
+        files={name: store.describe_file(out / name) for name in store.DATA_FILES},
+    )
+    manifest.write(out)
+    log.info("done: %d samples, %d filters, accuracy %.2f%%", total, layout.num_filters, 100 * manifest.accuracy)
     return manifest
 
 

@@ -18,6 +18,7 @@ from backend.saliency import HookSet, input_saliency
 from backend.saliency.profile import eval_mode, logits_of
 
 from .common import Context, bootstrap, downsample_map, result, spearman, write
+from .registry import Experiment, register
 
 MAX_SAMPLES = 200
 EXAMPLES = 6
@@ -98,3 +99,6 @@ def run_gradcam(ctx: Context, max_samples: int | None = MAX_SAMPLES, examples: i
 
 def _finite(value: float):
     return round(float(value), 4) if np.isfinite(value) else None
+
+
+register(Experiment("gradcam", "Input-space saliency vs Grad-CAM", "A.9", run_gradcam))

@@ -15,6 +15,7 @@ import torch
 from backend.saliency import prune_filters, row_weight_deltas
 
 from .common import Context, bootstrap, result, salient_orders, write
+from .registry import Experiment, Flag, register
 
 DEFAULT_NS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100)
 MODES = ("salient", "random", "least")
@@ -112,3 +113,8 @@ def _deltas(ctx: Context, noise: dict[str, torch.Tensor], chosen: torch.Tensor, 
         if bool(part.any()):
             deltas[span.name] = noise[span.name] * (std * part)[:, :, None, None, None]
     return deltas
+
+
+register(Experiment("pruning", "Pruning salient filters", "3.1, Fig. 3", run_pruning))
+register(Experiment("perturbation", "Random perturbation of salient filters", "A.5, Fig. 16", run_perturbation,
+                    flags=(Flag("--noise-std", "noise_std", float, "perturbation noise std (default: 0.001)"),)))

@@ -4,7 +4,7 @@ Each experiment writes ``DIR/experiments/<name>.json``. An experiment is one mod
 (``registry.py``); importing it below is its registration line, and the order is the order they run in.
 """
 
-from . import pruning, neighbors, finetuning, masking, gradcam, sanity, confidence  # noqa: F401, I001 -- registration
+from . import pruning, neighbors, finetuning, masking, gradcam, sanity  # noqa: F401, I001 -- registration
 from .registry import EXPERIMENTS, RESULTS_DIR, Experiment, Flag
 
 NAMES: tuple[str, ...] = tuple(EXPERIMENTS)

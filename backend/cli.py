@@ -86,8 +86,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def user_error(message: str) -> int:
-    """One line on stderr and exit status 2, like argparse."""
-    print(f"error: {message}", file=sys.stderr)
+    """One line on stderr and exit status 2, like argparse (``error: `` once, also if the message has it)."""
+    print(f"error: {message.removeprefix('error: ')}", file=sys.stderr)
     return 2
 
 

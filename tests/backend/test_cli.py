@@ -10,7 +10,8 @@ from backend.errors import PSSError
 
 
 @pytest.mark.parametrize("error", [PSSError("cannot listen on 127.0.0.1:1: taken"),
-                                   SystemExit("cannot listen on 127.0.0.1:1: taken")])
+                                   SystemExit("cannot listen on 127.0.0.1:1: taken"),
+                                   SystemExit("error: cannot listen on 127.0.0.1:1: taken")])
 def test_user_errors_are_one_line(monkeypatch, capsys, error):
     def run(_args):
         raise error

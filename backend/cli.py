@@ -1,63 +1,52 @@
-"""The `pss` command line.
+"""The `pss` command line: the top layer, which may import every other one.
 
-Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``.
-Those modules keep their top-level imports light (heavy imports go inside ``run``) so that
-``pss --help`` answers instantly. A subcommand whose module is not there yet says so instead of failing.
+Each subcommand lives in a module exposing ``add_arguments(parser)`` and ``run(args) -> int``; they are
+imported statically here, so import-linter sees every edge. A user error is printed as one line: a
+``PSSError`` from the backend, or ``SystemExit("message")`` from the dashboard (which does not import
+the backend).
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import sys
+from types import ModuleType
+
+import app.cli
+import precompute.cli
+from backend import demo, train_demo
+from backend.api import cli as serve_cli
+from backend.bench import api as bench_api
+from backend.bench import index as bench_index
+from backend.bench import profiles as bench_profiles
+from backend.errors import PSSError
+from backend.experiments import cli as experiments_cli
 
 # name -> (module implementing it, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("backend.demo", "run everything on the embedded default (Fashion-MNIST + demo ResNet) and print the URL"),
-    "train-demo": ("backend.models.train_demo", "train the demo ResNet on Fashion-MNIST (seeded) and write its checkpoint"),
-    "precompute": ("precompute.cli", "compute profiles, statistics, features and the FAISS index for a dataset"),
-    "serve": ("backend.api.cli", "serve an artifacts dir over HTTP (FastAPI)"),
-    "ui": ("app.cli", "start the Dash dashboard against a running backend"),
-    "experiments": ("backend.experiments.cli", "run the paper's validation experiments on an artifacts dir"),
+COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "demo": (demo, "run everything on the embedded default (Fashion-MNIST + demo ResNet) and print the URL"),
+    "train-demo": (train_demo, "train the demo ResNet on Fashion-MNIST (seeded) and write its checkpoint"),
+    "precompute": (precompute.cli, "compute profiles, statistics, features and the FAISS index for a dataset"),
+    "serve": (serve_cli, "serve an artifacts dir over HTTP (FastAPI)"),
+    "ui": (app.cli, "start the Dash dashboard against a running backend"),
+    "experiments": (experiments_cli, "run the paper's validation experiments on an artifacts dir"),
 }
 
-BENCH_COMMANDS: dict[str, tuple[str, str]] = {
-    "profiles": ("backend.bench.profiles", "engine vs batch-size-1 reference vs plain forward+backward"),
-    "index": ("backend.bench.index", "nearest-neighbour query latency on synthetic profiles"),
-    "api": ("backend.bench.api", "HTTP route latency against a warm server"),
+BENCH_COMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "profiles": (bench_profiles, "engine vs batch-size-1 reference vs plain forward+backward"),
+    "index": (bench_index, "nearest-neighbour query latency on synthetic profiles"),
+    "api": (bench_api, "HTTP route latency against a warm server"),
 }
 
 
-def _load(module_name: str):
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-
-
-def _add_commands(subparsers, table: dict[str, tuple[str, str]]) -> None:
-    for name, (module_name, help_text) in table.items():
-        module = _load(module_name)
-        if module is None:
-            parser = subparsers.add_parser(name, help=f"{help_text} (not yet available)")
-            parser.set_defaults(_run=_not_available(name))
-            continue
+def _add_commands(subparsers, table: dict[str, tuple[ModuleType, str]]) -> None:
+    for name, (module, help_text) in table.items():
         parser = subparsers.add_parser(
             name, help=help_text, description=module.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
         )
         module.add_arguments(parser)
         parser.set_defaults(_run=module.run)
-
-
-def _not_available(name: str):
-    def run(_args) -> int:
-        print(f"`pss {name}` is not yet available in this version.")
-        return 0
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,16 +72,23 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    from backend.errors import PSSError
-
     try:
         return int(args._run(args) or 0)
     except PSSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return user_error(str(exc))
+    except SystemExit as exc:
+        if isinstance(exc.code, str):  # SystemExit("message"): a user error from a layer without PSSError
+            return user_error(exc.code)
+        raise
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def user_error(message: str) -> int:
+    """One line on stderr and exit status 2, like argparse (``error: `` once, also if the message has it)."""
+    print(f"error: {message.removeprefix('error: ')}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -8,7 +8,6 @@ backend and the dashboard start and one URL is printed. Ctrl-C stops both.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import logging
 import os
 import signal
@@ -18,15 +17,18 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
+import torch
+
+from app.cli import check_port, quiet_request_logs
+from backend.data import load_dataset
+from backend.errors import PSSError
+from backend.models import load_model, resolve_device
+from backend.store import MANIFEST
+from precompute.job import run_precompute
+
 MODEL_SPEC = "demo"
 DATA_SPEC = "fashion-mnist:test"
-# what `pss demo` is made of; a missing piece is reported instead of a traceback
-PIECES = {
-    "precompute.job": "the precompute job",
-    "backend.api.cli": "the backend (pss serve)",
-    "backend.store": "the artifacts store",
-    "app.main": "the dashboard (pss ui)",
-}
 
 
 def default_dir() -> Path:
@@ -44,41 +46,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, help="only the first N test images (a quicker first look)")
 
 
-def missing_pieces() -> list[str]:
-    missing = []
-    for module, what in PIECES.items():
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            missing.append(f"{what} ({module})")
-    return missing
-
-
 def ensure_artifacts(directory: Path, device: str, batch_size: int, limit: int | None) -> None:
     """Precomputes the demo artifacts unless ``directory`` already holds an up-to-date set (the job
     itself checks, and resumes an interrupted run)."""
-    from backend.data import load_dataset
-    from backend.models import load_model
-    from precompute.job import run_precompute
-
-    if not (directory / "manifest.json").exists():
+    if not (directory / MANIFEST).exists():
         print(f"Computing the demo artifacts in {directory} (first run only) ...", flush=True)
-    import torch
-
-    resolved = "cuda" if device == "auto" and _cuda() else ("cpu" if device == "auto" else device)
     torch.set_num_threads(1)  # the same default as `pss precompute --threads`: see its help
-    model = load_model(MODEL_SPEC, resolved)
+    model = load_model(MODEL_SPEC, resolve_device(device))
     dataset = load_dataset(DATA_SPEC, MODEL_SPEC)
     run_precompute(model, dataset, directory, model_spec=MODEL_SPEC, data_spec=DATA_SPEC, batch_size=batch_size,
                    limit=limit, show_progress=True)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 
 
 def free_port(host: str) -> int:
@@ -97,10 +74,6 @@ def start_backend(directory: Path, host: str, port: int, device: str, log_path: 
 
 
 def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float = 300.0) -> None:
-    import httpx
-
-    from backend.errors import PSSError
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -131,14 +104,9 @@ def _interrupt(signum, frame):
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = missing_pieces()
-    if missing:
-        print("`pss demo` cannot run yet; this installation lacks: " + "; ".join(missing))
-        return 1
     from werkzeug.serving import make_server
 
-    from app.cli import check_port, quiet_request_logs
-    from app.main import create_dash_app
+    from app.main import create_dash_app  # here, not at the top: Dash costs every other `pss` command 0.4 s
 
     if not getattr(args, "verbose", False):
         quiet_request_logs()  # the health polling and every page request would bury the one URL

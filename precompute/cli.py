@@ -19,6 +19,10 @@ import errno
 import logging
 import os
 
+from backend.data import load_dataset
+from backend.errors import PSSError
+from backend.models import load_model, resolve_device
+
 log = logging.getLogger("precompute")
 
 
@@ -51,10 +55,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from backend.data import load_dataset
-    from backend.errors import PSSError
-    from backend.models import load_model
-
     from .job import run_precompute
 
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # which SIMD build loaded is noise here
@@ -84,28 +84,24 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if distributed:
             torch.distributed.destroy_process_group()
-    if manifest:
-        recall = manifest["index"]["recall_at_10"]
-        print(f"artifacts ready in {args.out}: {manifest['num_samples']} samples, {manifest['num_filters']} filters, "
-              f"accuracy {100 * manifest['accuracy']:.2f}%, index {manifest['index']['kind']}"
+    if manifest is not None:
+        recall = manifest.index.recall_at_10
+        print(f"artifacts ready in {args.out}: {manifest.num_samples} samples, {manifest.num_filters} filters, "
+              f"accuracy {100 * manifest.accuracy:.2f}%, index {manifest.index.kind}"
               + (f" (recall@10 {recall:.4f})" if recall is not None else " (exact)"))
     return 0
 
 
 def _device(name: str, distributed: bool):
+    """``resolve_device``, and under torchrun each process's own GPU (LOCAL_RANK)."""
     import torch
 
-    from backend.errors import PSSError
-
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise PSSError("--device cuda was asked for, but torch sees no CUDA device; use --device cpu or auto")
-    if name == "cuda" and distributed:
+    device = resolve_device(name)
+    if device.type == "cuda" and distributed:
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)
         return torch.device("cuda", local_rank)
-    return torch.device(name)
+    return device
 
 
 def _init_distributed(device) -> None:

@@ -34,10 +34,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.errors import PSSError
-from backend.saliency import FilterLayout, SaliencyStats, filter_saliency
-from backend.saliency.profile import logits_of
+from backend.saliency import FilterLayout, SaliencyStats, UnsupportedModel, profile_batch
+from backend.models import weights_sha256
 from backend.store import artifacts as store
 from backend.store import search
+from backend.store.manifest import MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord
 from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
 
 log = logging.getLogger("precompute")
@@ -45,62 +46,6 @@ log = logging.getLogger("precompute")
 SHARDS_DIR = ".shards"
 JOB_FILE = "job.json"
 LOG_EVERY_S = 10.0
-
-
-# ----------------------------------------------------------------------------------------- features
-class OutputCapture:
-    """Forward hooks that keep the model's logits and its penultimate features for one forward pass.
-
-    Features are the input of ``feature_layer`` (a module name) or, by default, of the last ``nn.Linear``
-    that runs during the forward pass: the classifier head of torchvision CNNs and of the demo ResNet.
-    """
-
-    def __init__(self, model: nn.Module, feature_layer: str | None):
-        self.model = model
-        modules = dict(model.named_modules())
-        if feature_layer is not None:
-            if feature_layer not in modules:
-                raise PSSError(f"the model has no module named {feature_layer!r} (--feature-layer)")
-            self.candidates = {feature_layer: modules[feature_layer]}
-        else:
-            self.candidates = {name: m for name, m in modules.items() if isinstance(m, nn.Linear)}
-            if not self.candidates:
-                raise PSSError("the model has no nn.Linear head to take penultimate features from; "
-                               "name a module with --feature-layer")
-        self.features: torch.Tensor | None = None
-        self.feature_module: str | None = None
-        self.logits: list[torch.Tensor] = []
-
-    def __enter__(self) -> "OutputCapture":
-        self.handles = [m.register_forward_hook(self._feature_hook(name)) for name, m in self.candidates.items()]
-        self.handles.append(self.model.register_forward_hook(self._logits_hook))
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for handle in self.handles:
-            handle.remove()
-
-    def _feature_hook(self, name: str):
-        def hook(_module, args, _output):
-            self.features = torch.flatten(args[0].detach(), 1)
-            self.feature_module = name
-
-        return hook
-
-    def _logits_hook(self, _module, _args, output) -> None:
-        self.logits.append(logits_of(output).detach())
-
-
-def compute_batch(model, layout, images, labels, feature_layer):
-    """Raw profiles, features and logits of one batch, from the single forward/backward of ``filter_saliency``."""
-    with OutputCapture(model, feature_layer) as capture:
-        raw = filter_saliency(model, images, labels, batch_size=images.shape[0], layout=layout)
-    if len(capture.logits) != 1 or capture.features is None or capture.features.shape[0] != images.shape[0]:
-        raise RuntimeError("expected exactly one forward pass per batch inside filter_saliency")
-    logits = capture.logits[0].to("cpu", torch.float32)
-    if logits.dim() != 2:
-        raise PSSError(f"the model's output has shape {tuple(logits.shape)}; expected [batch, classes] logits")
-    return raw.to(torch.float32).cpu(), capture.features.to("cpu", torch.float32), logits, capture.feature_module
 
 
 # ------------------------------------------------------------------------------------ distributed
@@ -143,8 +88,9 @@ def run_precompute(
     num_workers: int = 0,
     class_names: list[str] | None = None,
     show_progress: bool | None = None,
-) -> dict:
-    """Writes (or resumes, or finds up to date) the artifacts dir ``out_dir``; returns its manifest.
+) -> Manifest | None:
+    """Writes (or resumes, or finds up to date) the artifacts dir ``out_dir``; returns its manifest (on rank 0;
+    None on the other ranks).
 
     ``dataset`` yields ``(image tensor, label)`` and has ``fingerprint()`` and ``class_names``; a
     ``tensors()`` method returning in-memory ``(images, labels)`` is used when present. Only the first
@@ -155,8 +101,6 @@ def run_precompute(
         raise PSSError(f"unknown index kind {index!r}; choose one of {', '.join(search.INDEX_KINDS)}")
     if batch_size < 1 or shard_size < 1:
         raise PSSError("--batch-size and --shard-size must be positive")
-    from backend.models import weights_sha256
-
     ranks = Ranks()
     out = Path(out_dir)
     total = len(dataset) if limit is None else min(int(limit), len(dataset))
@@ -216,28 +160,27 @@ def run_precompute(
 
     stats = _merged_stats(shards, num_shards, layout.num_filters, ranks, device)
     if ranks.rank != 0:
-        return {}
+        return None
     manifest = _assemble(out, shards, num_shards, job, key, layout, stats, index, class_names)
     shutil.rmtree(shards)
     return manifest
 
 
-def _inspect(out: Path, key: str, index: str, force: bool) -> dict | None:
+def _inspect(out: Path, key: str, index: str, force: bool) -> Manifest | None:
     """The manifest when ``out`` already holds these exact artifacts; raises when it holds other things."""
     if force or not out.exists():
         return None
     if not out.is_dir():
         raise PSSError(f"--out {out} exists and is not a directory")
-    if (out / store.MANIFEST).exists():
+    if (out / MANIFEST).exists():
         try:
-            artifacts = store.Artifacts.open(out)
+            manifest = store.Artifacts.open(out).manifest
         except PSSError as exc:
             raise PSSError(f"{out} holds broken artifacts ({exc}); rerun with --force to replace them") from exc
-        manifest = artifacts.manifest
-        if manifest.get("job_key") != key or manifest["index"]["kind"] != index:
+        if manifest.job_key != key or manifest.index.kind != index:
             raise PSSError(
-                f"{out} holds artifacts of another job (model {manifest['model']['spec']!r}, data "
-                f"{manifest['data']['spec']!r}, index {manifest['index']['kind']!r}, or different weights/settings); "
+                f"{out} holds artifacts of another job (model {manifest.model.spec!r}, data "
+                f"{manifest.data.spec!r}, index {manifest.index.kind!r}, or different weights/settings); "
                 "rerun with --force to replace them, or choose another --out"
             )
         return manifest
@@ -258,7 +201,7 @@ def _inspect(out: Path, key: str, index: str, force: bool) -> dict | None:
 def _prepare(out: Path, shards: Path, job: dict, key: str, force: bool) -> None:
     out.mkdir(parents=True, exist_ok=True)
     if force:
-        (out / store.MANIFEST).unlink(missing_ok=True)  # first: readers must never pair it with new files
+        (out / MANIFEST).unlink(missing_ok=True)  # first: readers must never pair it with new files
         if shards.exists():
             shutil.rmtree(shards)
         for name in store.DATA_FILES:
@@ -305,7 +248,11 @@ def _compute_shard(model, layout, dataset, bulk, start, stop, batch_size, featur
         targets = torch.as_tensor(targets, dtype=torch.int64)
         if targets.min() < 0 or targets.max() >= num_classes:
             raise PSSError(f"a label in samples {start}..{stop - 1} is outside the dataset's {num_classes} classes")
-        raw, feat, logit, feature_module = compute_batch(model, layout, images, targets, feature_layer)
+        try:
+            out = profile_batch(model, layout, images, targets, feature_layer)
+        except UnsupportedModel as exc:
+            raise PSSError(str(exc)) from exc
+        raw, feat, logit, feature_module = out.raw, out.features, out.logits, out.feature_layer
         if logit.shape[1] != num_classes:
             raise PSSError(f"the model has {logit.shape[1]} outputs but the dataset has {num_classes} classes")
         raws.append(raw)
@@ -359,7 +306,7 @@ def _merged_stats(shards: Path, num_shards: int, num_filters: int, ranks: Ranks,
     return stats
 
 
-def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names) -> dict:
+def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names) -> Manifest:
     """Rank 0: the final arrays from the shards (in order), the index, and the manifest last."""
     total = job["num_samples"]
     with np.load(_shard_path(shards, 0), allow_pickle=False) as first:
@@ -394,11 +341,11 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
     profiles_std = np.load(out / store.PROFILES_STD, mmap_mode="r", allow_pickle=False)
     started = time.perf_counter()
     faiss_index = search.build_index(index_kind, profiles_std)
-    index_info = {"kind": index_kind, "metric": "cosine (inner product of L2-normalized profiles_std)",
-                  "recall_at_10": None, **search.index_params(faiss_index)}
+    index_params, recall_at_10 = search.index_params(faiss_index), None
     if index_kind != "flat":
         recall = search.measure_recall(faiss_index, profiles_std, k=10)
-        index_info.update(recall_at_10=recall["recall"], recall_queries=recall["queries"])
+        recall_at_10 = recall["recall"]
+        index_params["recall_queries"] = recall["queries"]
         log.info("%s index: recall@%d vs exact = %.4f over %d queries", index_kind, recall["k"], recall["recall"],
                  recall["queries"])
     with atomic_writer(out / store.INDEX) as handle:  # through Python, so a full disk is an OSError, not faiss's
@@ -407,34 +354,24 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
     log.info("built the %s index in %.1f s", index_kind, time.perf_counter() - started)
 
     correct = predictions["label"] == predictions["pred"]
-    manifest = {
-        "format": store.FORMAT,
-        "format_version": store.FORMAT_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "job_key": key,
-        "model": {"spec": job["model_spec"], "weights_sha256": job["weights_sha256"], "dtype": job["dtype"]},
-        "data": {"spec": job["data_spec"], "fingerprint": job["dataset_fingerprint"], "limit": job["limit"]},
-        "num_samples": total,
-        "num_classes": int(num_classes),
-        "num_filters": layout.num_filters,
-        "num_layers": len(layout),
-        "feature_dim": int(feature_dim),
-        "class_names": list(class_names),
-        "accuracy": float(correct.mean()),
-        "layout": layout.to_dict(),
-        "engine": {
-            "saliency": "mean |d CrossEntropy / dW| per conv filter, per sample, model in eval mode",
-            "batch_size": job["batch_size"],
-            "shard_size": job["shard_size"],
-            "features": f"input of module {feature_module!r}",
-            "stats": "mean and sample std (ddof=1) of raw profiles; std <= 1e-14 counts as 1",
-        },
-        "index": index_info,
-        "versions": _versions(),
-        "files": {name: store.describe_file(out / name) for name in store.DATA_FILES},
-    }
-    write_json_atomic(out / store.MANIFEST, manifest)
-    log.info("done: %d samples, %d filters, accuracy %.2f%%", total, layout.num_filters, 100 * manifest["accuracy"])
+    manifest = Manifest(
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        job_key=key,
+        model=ModelRecord(job["model_spec"], job["weights_sha256"], job["dtype"]),
+        data=DataRecord(job["data_spec"], job["dataset_fingerprint"], job["limit"]),
+        num_samples=total,
+        num_classes=int(num_classes),
+        feature_dim=int(feature_dim),
+        class_names=list(class_names),
+        accuracy=float(correct.mean()),
+        layout=layout,
+        engine=EngineRecord(job["batch_size"], job["shard_size"], feature_module),
+        index=IndexRecord(index_kind, recall_at_10, index_params),
+        versions=_versions(),
+        files={name: store.describe_file(out / name) for name in store.DATA_FILES},
+    )
+    manifest.write(out)
+    log.info("done: %d samples, %d filters, accuracy %.2f%%", total, layout.num_filters, 100 * manifest.accuracy)
     return manifest
 
 

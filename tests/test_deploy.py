@@ -57,7 +57,7 @@ def parse_pss(argv: list[str]):
         raise AssertionError(f"`pss {shlex.join(argv)}` is rejected by the parser") from exc
     module = COMMANDS.get(args.command, (None,))[0]
     if module:
-        assert args._run.__module__ == module, f"`pss {args.command}` is not available"
+        assert args._run.__module__ == module.__name__, f"`pss {args.command}` is not available"
     return args
 
 

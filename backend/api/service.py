@@ -7,7 +7,6 @@ index) run directly in the request's thread.
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 import threading
 from dataclasses import dataclass
@@ -18,10 +17,12 @@ import torch
 import torch.nn.functional as F
 from starlette.concurrency import run_in_threadpool
 
+from backend.data import preprocess_upload
 from backend.errors import PSSError
 from backend.render import overlay, png_bytes
-from backend.saliency import input_saliency, prune_filters
+from backend.saliency import input_saliency, profile_batch, prune_filters
 from backend.saliency.profile import logits_of
+from backend.store import Run
 
 from .cache import TTLCache
 from .images import UploadRejected, decode_upload, describe_error
@@ -62,14 +63,13 @@ class Subject:
 
 
 class Service:
-    def __init__(
-        self, settings: Settings, artifacts, model: torch.nn.Module, dataset, device: torch.device, *, weights_sha256: str
-    ):
+    def __init__(self, settings: Settings, run: Run):
+        artifacts = run.artifacts
         self.settings = settings
         self.artifacts = artifacts
-        self.model = model
-        self.dataset = dataset
-        self.device = device
+        self.model = run.model
+        self.dataset = run.dataset
+        self.device = run.device
         self.layout = artifacts.layout
         self.stats = artifacts.stats
         self.class_names = list(artifacts.class_names)
@@ -81,12 +81,12 @@ class Service:
         self.probs = np.asarray(artifacts.probs, dtype=np.float32)
         self.losses = np.asarray(artifacts.loss, dtype=np.float32)
         self.confidence = self.probs[np.arange(self.num_samples), self.preds]
-        self.weights_sha256 = weights_sha256
+        self.weights_sha256 = run.weights_sha256
         self.worker = ComputeWorker(settings.queue_size)
         self.results = TTLCache(settings.result_cache_size, settings.result_ttl_s)
         self.uploads = TTLCache(settings.upload_cache_size, settings.upload_ttl_s)
         self.ready = threading.Event()
-        self.feature_layer = _feature_layer(artifacts.manifest)
+        self.feature_layer = artifacts.manifest.engine.feature_layer
         self._summary: dict | None = None
         self._summary_lock = threading.Lock()
 
@@ -129,8 +129,6 @@ class Service:
 
     def decode(self, data: bytes) -> tuple[torch.Tensor, np.ndarray]:
         """Upload bytes -> (model input, display image); CPU work done in the request's thread."""
-        from backend.data import preprocess_upload
-
         image = decode_upload(data, self.settings.max_upload_pixels)
         try:
             return preprocess_upload(image, self.artifacts.model_spec)
@@ -182,9 +180,9 @@ class Service:
     def layers(self) -> list[dict]:
         return [{"index": i, "name": n, "start": a, "stop": b} for i, (n, a, b) in enumerate(self.layout.layers)]
 
-    def top_filters(self, s: Subject, top: int) -> list[dict]:
-        self._check_range("top", top, 1, self.num_filters)
-        order = np.argsort(-s.z, kind="stable")[:top]
+    def top_filters(self, s: Subject, top_k: int) -> list[dict]:
+        self._check_range("top", top_k, 1, self.num_filters)  # the query parameter's name
+        order = np.argsort(-s.z, kind="stable")[:top_k]
         out = []
         for f in order.tolist():
             layer = self.layout.layer_of(f)
@@ -219,12 +217,9 @@ class Service:
         self._check_range("k", k, 1, self.num_samples - (s.kind == "sample"))
         if layers is not None and space != "saliency":
             raise Invalid("a layer range applies to space=saliency only")
-        if layers is not None:
-            start, stop = layers
-            if not 0 <= start < stop <= self.num_layers:
-                raise Invalid(
-                    f"layers must be START:STOP with 0 <= START < STOP <= {self.num_layers}, got {start}:{stop}"
-                )
+        if layers is not None and layers[1] > self.num_layers:
+            raise Invalid(f"layers must be START:STOP with 0 <= START < STOP <= {self.num_layers}, "
+                          f"got {layers[0]}:{layers[1]}")
         if s.kind == "sample":
             query = s.id
         else:
@@ -356,14 +351,12 @@ class Service:
     def _upload_job(self, image: torch.Tensor, label: int | None):
         """Profile, features and logits from one forward/backward, as the precompute job makes them; without
         a label, a plain forward first finds the predicted class to differentiate."""
-        from precompute.job import compute_batch
-
         x = image[None]
         if label is None:
             with torch.no_grad():
                 label = int(logits_of(self.model(x.to(self.device))).argmax())
-        raw, features, logits, _ = compute_batch(self.model, self.layout, x, torch.tensor([label]), self.feature_layer)
-        return logits[0], raw[0].numpy(), features[0].numpy()
+        out = profile_batch(self.model, self.layout, x, torch.tensor([label]), self.feature_layer)
+        return out.logits[0], out.raw[0].numpy(), out.features[0].numpy()
 
 
     def _input_saliency_job(self, s: Subject, top_k: int, boost: float) -> bytes:
@@ -381,9 +374,3 @@ class Service:
     def _predictions(logits: torch.Tensor) -> list[dict]:
         probs = torch.softmax(logits.double(), dim=1).float().cpu()
         return [{"pred": int(p.argmax()), "probs": p.tolist()} for p in probs]
-
-
-def _feature_layer(manifest: dict) -> str | None:
-    """The module whose input the precompute job stored as features (None: the last nn.Linear, its default)."""
-    match = re.fullmatch(r"input of module '(.+)'", str(manifest.get("engine", {}).get("features", "")))
-    return match.group(1) if match else None

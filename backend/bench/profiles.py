@@ -15,6 +15,8 @@ import argparse
 import statistics
 import time
 
+from backend.models import resolve_device
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="demo", help="model spec, e.g. demo, torchvision:resnet50 (default: demo)")
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         if args.threads < 1:
             raise PSSError("--threads must be >= 1")
         torch.set_num_threads(args.threads)
-    device = _device(args.device)
+    device = resolve_device(args.device)
     model, channels, side = _model(args.model, args.image_size)
     model = model.to(device).eval()
     images = torch.randn(args.batch_size, channels, side, side, device=device)
@@ -111,24 +113,10 @@ def _report(args, device, r: dict) -> str:
     return "\n".join(lines)
 
 
-def _device(name: str):
-    import torch
-
-    from backend.errors import PSSError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise PSSError("--device cuda asked for, but CUDA is not available here")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:
-        raise PSSError(f"unknown device {name!r}: {exc}") from None
-
-
 def _model(spec: str, image_size: int | None):
     """The model with its weights (random init where nothing is stored), input channels and side."""
-    from backend.models import DEMO_CHECKPOINT, load_model, model_input_transform
+    from backend.data import model_input_transform
+    from backend.models import DEMO_CHECKPOINT, load_model
 
     if spec == "demo" and not DEMO_CHECKPOINT.exists():  # speed does not depend on the trained weights
         from backend.models.demo import DemoResNet

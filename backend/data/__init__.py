@@ -2,7 +2,7 @@
 
 ``load_dataset(spec, model_spec)`` returns a torch ``Dataset`` of ``(image_tensor, label)``; a sample's id is
 its index, stable for a given dataset. The tensors are preprocessed for ``model_spec``
-(``backend.models.model_input_transform``).
+(``model_input_transform``, in ``preprocess.py``).
 
 Spec forms:
 
@@ -42,8 +42,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from backend.errors import PSSError
-from backend.models import Preprocess, model_input_transform
 from backend.models.demo import FASHION_MNIST_CLASSES
+
+from .preprocess import Preprocess, model_input_transform
 
 FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_FILES = {
@@ -61,7 +62,9 @@ SPEC_FORMS = (
 __all__ = [
     "FashionMNIST",
     "ImageFolderDataset",
+    "Preprocess",
     "load_dataset",
+    "model_input_transform",
     "open_image",
     "preprocess_upload",
     "read_idx",

@@ -2,8 +2,7 @@
 
 Each experiment uses the dir's misclassified samples and writes DIR/experiments/<name>.json (parameters,
 per-n curves with seeded 95% bootstrap confidence intervals, sample counts, and the command). The dashboard's
-Experiments page shows them. Experiments: pruning, perturbation, neighbors, finetuning, masking, gradcam,
-sanity.
+Experiments page shows them. --which lists the experiments.
 """
 
 from __future__ import annotations
@@ -11,9 +10,13 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from backend.errors import PSSError
+import torch
 
-from . import NAMES
+from backend.errors import PSSError
+from backend.store import open_run
+
+from . import EXPERIMENTS, NAMES
+from .common import Context
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,15 +28,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: cpu)")
     parser.add_argument("--seed", type=int, default=0, help="seed of every random choice and bootstrap (default: 0)")
     parser.add_argument("--batch-size", type=int, default=64, metavar="N", help="samples per forward (default: 64)")
-    parser.add_argument("--step-size", type=float, default=None, metavar="LR",
-                        help="fine-tuning SGD step size (default: 0.001)")
-    parser.add_argument("--noise-std", type=float, default=None, help="perturbation noise std (default: 0.001)")
-    parser.add_argument("--mask-percent", type=float, default=None, metavar="P",
-                        help="masking: percent of pixels to mask (default: 5)")
+    for flag in _flags():
+        parser.add_argument(flag.flag, dest=_dest(flag), type=flag.type, default=None, metavar=flag.metavar,
+                            help=flag.help)
     parser.add_argument("--threads", type=int, default=1, metavar="N",
                         help="torch CPU threads (default: 1, like pss train-demo: on a busy 2-core machine two "
                              "spinning threads per process are many times slower than one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _flags():
+    return [flag for experiment in EXPERIMENTS.values() for flag in experiment.flags]
+
+
+def _dest(flag) -> str:
+    return flag.flag.removeprefix("--").replace("-", "_")
 
 
 def parse_which(text: str) -> list[str]:
@@ -51,80 +60,45 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["pss", "experiments", "--artifacts", str(args.artifacts)]
     if args.which != "all":
         parts += ["--which", args.which]
-    for flag, value, default in (("--limit", args.limit, None), ("--device", args.device, "cpu"),
-                                 ("--seed", args.seed, 0), ("--batch-size", args.batch_size, 64),
-                                 ("--step-size", args.step_size, None), ("--noise-std", args.noise_std, None),
-                                 ("--mask-percent", args.mask_percent, None), ("--threads", args.threads, 1)):
+    settings = [("--limit", args.limit, None), ("--device", args.device, "cpu"), ("--seed", args.seed, 0),
+                ("--batch-size", args.batch_size, 64)]
+    settings += [(flag.flag, getattr(args, _dest(flag)), None) for flag in _flags()]
+    for flag, value, default in [*settings, ("--threads", args.threads, 1)]:
         if value != default:
             parts += [flag, str(value)]
     return shlex.join(parts)
 
 
-def load_context(args: argparse.Namespace):
+def load_context(args: argparse.Namespace) -> Context:
     """Artifacts, model and dataset, refused with one line when they do not belong together."""
-    from backend.api.loader import resolve_device
-    from backend.data import load_dataset
-    from backend.models import load_model, weights_sha256
-    from backend.saliency import FilterLayout
-    from backend.store import Artifacts
-
-    from .common import Context
-
     if args.limit is not None and args.limit < 1:
         raise PSSError("--limit must be a positive number of samples")
     if args.batch_size < 1:
         raise PSSError("--batch-size must be positive")
-    artifacts = Artifacts.open(args.artifacts)
-    model = load_model(artifacts.model_spec, resolve_device(args.device))
-    dataset = load_dataset(artifacts.data_spec, artifacts.model_spec)
-    artifacts.check_matches(artifacts.model_spec, weights_sha256(model), FilterLayout.from_model(model),
-                            dataset.fingerprint())
-    if len(dataset) < artifacts.num_samples:
-        raise PSSError(f"artifacts in {args.artifacts} hold {artifacts.num_samples} samples but dataset "
-                       f"{artifacts.data_spec!r} has only {len(dataset)}; rerun `pss precompute --force`")
-    if artifacts.correct.all():
-        raise PSSError(f"the model classifies all {artifacts.num_samples} samples correctly: no mistakes to study")
-    return Context(artifacts, model, dataset, command=command_line(args), seed=args.seed, limit=args.limit,
-                   batch_size=args.batch_size, progress=not args.no_progress)
+    run = open_run(args.artifacts, args.device)
+    if run.artifacts.correct.all():
+        raise PSSError(f"the model classifies all {run.artifacts.num_samples} samples correctly: no mistakes to study")
+    return Context(run.artifacts, run.model, run.dataset, command=command_line(args), seed=args.seed,
+                   limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress)
 
 
-def runners(args: argparse.Namespace) -> dict:
-    """name -> function(ctx) -> result document, with the options given on the command line."""
-    from .finetuning import run_finetuning
-    from .gradcam import run_gradcam
-    from .masking import run_masking
-    from .neighbors import run_neighbors
-    from .pruning import run_perturbation, run_pruning
-    from .sanity import run_sanity
-
-    step = {} if args.step_size is None else {"step_size": args.step_size}
-    noise = {} if args.noise_std is None else {"noise_std": args.noise_std}
-    percent = {} if args.mask_percent is None else {"percent": args.mask_percent}
-    return {
-        "pruning": run_pruning,
-        "perturbation": lambda ctx: run_perturbation(ctx, **noise),
-        "neighbors": run_neighbors,
-        "finetuning": lambda ctx: run_finetuning(ctx, **step),
-        "masking": lambda ctx: run_masking(ctx, **percent),
-        "gradcam": run_gradcam,
-        "sanity": run_sanity,
-    }
+def options(args: argparse.Namespace, name: str) -> dict:
+    """The runner's keyword arguments that were given on the command line."""
+    given = {flag.option: getattr(args, _dest(flag)) for flag in EXPERIMENTS[name].flags}
+    return {option: value for option, value in given.items() if value is not None}
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     which = parse_which(args.which)
     if args.threads < 1:
         raise PSSError("--threads must be positive")
     torch.set_num_threads(args.threads)
     ctx = load_context(args)
-    table = runners(args)
     print(f"{len(ctx.mistakes)} misclassified samples of {ctx.artifacts.num_samples}; running {', '.join(which)}")
     total = 0.0
     for name in which:
         with torch.inference_mode(False):
-            doc = table[name](ctx)
+            doc = EXPERIMENTS[name].run(ctx, **options(args, name))
         total += doc["seconds"]
         print(f"{name:13s} {doc['num_samples']:6d} samples {doc['seconds']:8.1f} s -> "
               f"{ctx.artifacts.directory}/experiments/{name}.json", flush=True)

@@ -16,7 +16,7 @@ from torch import nn
 from backend.saliency import FilterLayout
 from backend.saliency.profile import logits_of
 
-from . import EXPERIMENTS, RESULTS_DIR
+from .registry import EXPERIMENTS, RESULTS_DIR
 
 BOOTSTRAP_RESAMPLES = 1000
 
@@ -172,12 +172,12 @@ def downsample_map(heat: torch.Tensor | np.ndarray, max_side: int = 56) -> list[
 
 def result(ctx: Context, name: str, params: dict, samples: np.ndarray, results: dict, started: float) -> dict:
     """The JSON document of one experiment: what was run, on what, with which settings, and its numbers."""
-    title, paper = EXPERIMENTS[name]
+    experiment = EXPERIMENTS[name]
     a = ctx.artifacts
     return {
         "experiment": name,
-        "title": title,
-        "paper": paper,
+        "title": experiment.title,
+        "paper": experiment.paper,
         "command": ctx.command,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 2),

@@ -16,10 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from backend.saliency import row_weight_deltas
 from backend.saliency.profile import eval_mode, logits_of
 
 from .common import Context, bootstrap, result, salient_orders, write
-from .intervene import row_weight_deltas
+from .registry import Experiment, Flag, register
 
 DEFAULT_NS = (1, 5, 25, 75, 150, 300)
 MODES = ("salient", "random", "least")
@@ -126,3 +127,7 @@ def _score(probs: torch.Tensor, base: torch.Tensor, y: torch.Tensor) -> tuple[fl
     if len(y) == 1:
         return float(hit[0]), float("nan"), float("nan")
     return float(hit[0]), float(hit[1:].mean()), float(true_change[1:].mean())
+
+
+register(Experiment("finetuning", "One-step fine-tuning of salient filters", "3.3, Fig. 6, B.1", run_finetuning,
+                    flags=(Flag("--step-size", "step_size", float, "fine-tuning SGD step size (default: 0.001)", "LR"),)))

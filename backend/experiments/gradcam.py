@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from backend.saliency import input_saliency
+from backend.saliency import HookSet, input_saliency
 from backend.saliency.profile import eval_mode, logits_of
 
 from .common import Context, bootstrap, downsample_map, result, spearman, write
+from .registry import Experiment, register
 
 MAX_SAMPLES = 200
 EXAMPLES = 6
@@ -44,15 +45,11 @@ def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, targ
     """
     module = dict(model.named_modules())[target or last_conv_stage(model)]
     kept: list[torch.Tensor] = []
-    handle = module.register_forward_hook(lambda _m, _a, out: kept.append(out))
-    try:
-        with eval_mode(model), torch.enable_grad():
-            logits = logits_of(model(images.detach()))
-            (activations,) = kept
-            score = logits.gather(1, classes.view(-1, 1).to(logits.device)).sum()
-            (grads,) = torch.autograd.grad(score, activations)
-    finally:
-        handle.remove()
+    with HookSet([(module, lambda _m, _a, out: kept.append(out))]), eval_mode(model), torch.enable_grad():
+        logits = logits_of(model(images.detach()))
+        (activations,) = kept
+        score = logits.gather(1, classes.view(-1, 1).to(logits.device)).sum()
+        (grads,) = torch.autograd.grad(score, activations)
     alpha = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((alpha * activations.detach()).sum(dim=1, keepdim=True))
     return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -102,3 +99,6 @@ def run_gradcam(ctx: Context, max_samples: int | None = MAX_SAMPLES, examples: i
 
 def _finite(value: float):
     return round(float(value), 4) if np.isfinite(value) else None
+
+
+register(Experiment("gradcam", "Input-space saliency vs Grad-CAM", "A.9", run_gradcam))

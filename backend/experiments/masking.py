@@ -16,6 +16,7 @@ import torch
 from backend.saliency import filter_saliency, input_saliency
 
 from .common import Context, bootstrap, result, write
+from .registry import Experiment, Flag, register
 
 PERCENT = 5.0
 TOP_FILTERS = 10
@@ -93,3 +94,8 @@ def _random_maps(ctx: Context, chunk: np.ndarray, heats: torch.Tensor) -> torch.
     shape = heats.shape[1:]
     maps = [np.random.default_rng([ctx.seed, int(i), 5]).random(shape) for i in chunk]
     return torch.as_tensor(np.stack(maps), device=heats.device)
+
+
+register(Experiment("masking", "Masking salient pixels", "3.4, Fig. 7, A.8", run_masking,
+                    flags=(Flag("--mask-percent", "percent", float, "masking: percent of pixels to mask (default: 5)",
+                                "P"),)))

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from .common import Context, bootstrap, result, write
+from .registry import Experiment, register
 
 K = 10
 
@@ -54,3 +55,6 @@ def run_neighbors(ctx: Context, k: int = K) -> dict:
     doc = result(ctx, "neighbors", params, ids, {"share": results}, started)
     write(ctx, doc)
     return doc
+
+
+register(Experiment("neighbors", "Nearest neighbours share their mistakes", "3.2, A.2", run_neighbors))

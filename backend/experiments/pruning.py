@@ -12,8 +12,10 @@ import time
 import numpy as np
 import torch
 
+from backend.saliency import prune_filters, row_weight_deltas
+
 from .common import Context, bootstrap, result, salient_orders, write
-from .intervene import row_masks, row_weight_deltas
+from .registry import Experiment, Flag, register
 
 DEFAULT_NS = (0, 1, 2, 3, 4, 5, 7, 10, 15, 20, 25, 30, 40, 50, 60, 70, 80, 90, 100)
 MODES = ("salient", "random", "least")
@@ -60,7 +62,7 @@ def _run(ctx: Context, name: str, ns, noise_std: float | None) -> dict:
                         chosen = torch.zeros(len(chunk), num_filters, device=ctx.device)
                         chosen.scatter_(1, order[:, :n], 1.0)
                         if noise is None:
-                            with row_masks(ctx.model, ctx.layout, chosen == 0):
+                            with prune_filters(ctx.model, layout=ctx.layout, keep=chosen == 0):
                                 probs = ctx.probs(x)
                         else:
                             with row_weight_deltas(ctx.model, ctx.layout, _deltas(ctx, noise, chosen, noise_std)):
@@ -111,3 +113,8 @@ def _deltas(ctx: Context, noise: dict[str, torch.Tensor], chosen: torch.Tensor, 
         if bool(part.any()):
             deltas[span.name] = noise[span.name] * (std * part)[:, :, None, None, None]
     return deltas
+
+
+register(Experiment("pruning", "Pruning salient filters", "3.1, Fig. 3", run_pruning))
+register(Experiment("perturbation", "Random perturbation of salient filters", "A.5, Fig. 16", run_perturbation,
+                    flags=(Flag("--noise-std", "noise_std", float, "perturbation noise std (default: 0.001)"),)))

@@ -19,6 +19,7 @@ from backend.saliency import SaliencyStats, filter_saliency, input_saliency
 
 from .common import Context, bootstrap, result, spearman, write
 from .gradcam import grad_cam, last_conv_stage
+from .registry import Experiment, register
 
 MAX_SAMPLES = 32
 STATS_SAMPLES = 256
@@ -84,3 +85,6 @@ def run_sanity(ctx: Context, max_samples: int | None = MAX_SAMPLES, stats_sample
     doc = result(ctx, "sanity", params, ids, results, started)
     write(ctx, doc)
     return doc
+
+
+register(Experiment("sanity", "Sanity check: cascading randomization", "A.10", run_sanity))

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .hooks import HookSet
 from .layout import FilterLayout, LayerSpan
 
 # Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
@@ -124,28 +125,18 @@ class SaliencyRecorder:
         self._uses: dict[int, int] = {}
         self._parts: dict[LayerSpan, torch.Tensor] = {}
         self._reused: dict[LayerSpan, torch.Tensor] = {}
-        self._handles: list = []
+        self._hooks = HookSet((conv, self._on_forward) for conv in self._convs)
         self.input: torch.Tensor | None = None
 
     def __enter__(self) -> "SaliencyRecorder":
-        try:
-            for conv in self._convs:
-                self._handles.append(conv.register_forward_hook(self._on_forward))
-        except BaseException:
-            self._remove_hooks()
-            raise
+        self._hooks.__enter__()
         self._grad_mode = torch.enable_grad()
         self._grad_mode.__enter__()
         return self
 
     def __exit__(self, *exc) -> None:
         self._grad_mode.__exit__(*exc)
-        self._remove_hooks()
-
-    def _remove_hooks(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
+        self._hooks.remove()
 
     def track_input(self, x: torch.Tensor) -> torch.Tensor:
         """A leaf copy of ``x`` that requires grad: the backward target that reaches every conv output."""

@@ -1,10 +1,16 @@
 """The artifacts dir: atomic writes, validation on open, memory-mapped arrays and neighbour search.
 
-``Artifacts.open(dir)`` is the reader the backend uses; ``backend.store.atomic`` has the crash-safe writers
+``open_run(dir, device)`` opens a dir with its model and dataset (what the API and the experiments use);
+``Artifacts.open(dir)`` reads the dir alone, ``Manifest`` is its manifest; ``backend.store.atomic`` has the crash-safe writers
 the precompute job uses. FAISS is imported only where an index is built or read.
 """
 
-from .artifacts import FORMAT, FORMAT_VERSION, MANIFEST, Artifacts, describe_file
+from .artifacts import Artifacts, describe_file
+from .manifest import FORMAT, FORMAT_VERSION, MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord
+from .run import Run, open_run
 from .search import INDEX_KINDS
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "INDEX_KINDS", "MANIFEST", "Artifacts", "describe_file"]
+__all__ = [
+    "FORMAT", "FORMAT_VERSION", "INDEX_KINDS", "MANIFEST", "Artifacts", "DataRecord", "EngineRecord", "IndexRecord",
+    "Manifest", "ModelRecord", "Run", "describe_file", "open_run",
+]

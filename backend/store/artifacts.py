@@ -1,13 +1,15 @@
 """The artifacts dir: what the precompute job writes and the backend reads (see ``docs`` and DESIGN.md).
 
-``manifest.json`` is written last and is the only commit point: without it a directory is not ready. It
-records the shape, dtype and byte size of every other file, so a truncated or swapped file is caught at
-``Artifacts.open`` and named, instead of surfacing later as a numpy traceback.
+``manifest.json`` (``manifest.py``) is written last and is the only commit point: without it a directory is
+not ready. It records the shape, dtype and byte size of every other file, so a truncated or swapped file is
+caught at ``Artifacts.open`` and named, instead of surfacing later as a numpy traceback.
+
+Callers validate their own input (the API's service checks k, layer ranges and spaces against the model);
+the store answers.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import threading
 import zipfile
@@ -16,13 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from backend.errors import PSSError
-from backend.saliency import FilterLayout, SaliencyStats
+from backend.saliency import SaliencyStats
 
 from . import search
-
-FORMAT = "pss-artifacts"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
+from .manifest import MANIFEST, Manifest
 PREDICTIONS = "predictions.npz"
 STATS = "stats.npz"
 PROFILES_RAW = "profiles_raw.npy"
@@ -69,7 +68,7 @@ class Artifacts:
     and statistics are small and loaded.
     """
 
-    def __init__(self, directory: Path, manifest: dict):
+    def __init__(self, directory: Path, manifest: Manifest):
         self.directory = directory
         self.manifest = manifest
         self._lock = threading.Lock()
@@ -82,37 +81,16 @@ class Artifacts:
         directory = Path(directory)
         if not directory.is_dir():
             raise PSSError(f"artifacts dir {directory} does not exist; create it with `pss precompute`")
-        manifest_path = directory / MANIFEST
-        if not manifest_path.is_file():
-            raise PSSError(
-                f"{directory} is not a finished artifacts dir: {MANIFEST} is missing "
-                "(the precompute job has not completed; run or resume `pss precompute`)"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise PSSError(f"{manifest_path} is unreadable or not JSON: {exc}") from exc
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-            raise PSSError(f"{manifest_path} is not a pss artifacts manifest")
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise PSSError(
-                f"{manifest_path} has format version {manifest.get('format_version')}, this pss reads "
-                f"{FORMAT_VERSION}; rerun `pss precompute --force`"
-            )
-        artifacts = cls(directory, manifest)
+        artifacts = cls(directory, Manifest.read(directory))
         artifacts._load()
         return artifacts
 
     def _load(self) -> None:
-        files = self.manifest.get("files", {})
         for name in DATA_FILES:
-            self._check_file(name, files.get(name))
-        try:
-            self.layout = FilterLayout.from_dict(self.manifest["layout"])
-            self.num_samples = int(self.manifest["num_samples"])
-            self.class_names = list(self.manifest["class_names"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise PSSError(f"{self.directory / MANIFEST} is incomplete: {exc!r}") from exc
+            self._check_file(name, self.manifest.files.get(name))
+        self.layout = self.manifest.layout
+        self.num_samples = self.manifest.num_samples
+        self.class_names = list(self.manifest.class_names)
 
         predictions = self._npz(PREDICTIONS)
         self.labels = predictions["label"]
@@ -161,7 +139,7 @@ class Artifacts:
 
     def _npz(self, name: str) -> dict[str, np.ndarray]:
         path = self.directory / name
-        expected = self.manifest["files"][name].get("arrays", {})
+        expected = self.manifest.files[name].get("arrays", {})
         try:
             with np.load(path, allow_pickle=False) as archive:
                 arrays = {key: archive[key] for key in archive.files}
@@ -197,33 +175,33 @@ class Artifacts:
     # ----------------------------------------------------------------------------- manifest fields
     @property
     def model_spec(self) -> str:
-        return self.manifest["model"]["spec"]
+        return self.manifest.model.spec
 
     @property
     def weights_sha256(self) -> str:
-        return self.manifest["model"]["weights_sha256"]
+        return self.manifest.model.weights_sha256
 
     @property
     def data_spec(self) -> str:
-        return self.manifest["data"]["spec"]
+        return self.manifest.data.spec
 
     @property
     def dataset_fingerprint(self) -> str:
-        return self.manifest["data"]["fingerprint"]
+        return self.manifest.data.fingerprint
 
     @property
     def num_classes(self) -> int:
-        return int(self.manifest["num_classes"])
+        return self.manifest.num_classes
 
     @property
     def accuracy(self) -> float:
-        return float(self.manifest["accuracy"])
+        return self.manifest.accuracy
 
     @property
     def index_kind(self) -> str:
-        return self.manifest["index"]["kind"]
+        return self.manifest.index.kind
 
-    def check_matches(self, model_spec: str, weights_sha256: str, layout: FilterLayout, dataset_fingerprint: str) -> None:
+    def check_matches(self, model_spec: str, weights_sha256: str, layout, dataset_fingerprint: str) -> None:
         """Raises ``PSSError`` with a one-line reason when these artifacts were made for another model or data."""
         where = f"artifacts in {self.directory}"
         if model_spec != self.model_spec:
@@ -242,23 +220,6 @@ class Artifacts:
             )
 
     # ---------------------------------------------------------------------------------- searching
-    def filter_range(self, layers: tuple[int, int]) -> tuple[int, int]:
-        """Half-open filter range of a ``(start, stop)`` layer range (slice semantics over ``layout.layers``;
-        negative indices and ``None`` ends work as in Python slices)."""
-        start, stop = self._layer_bounds(layers)
-        return self.layout.spans[start].start, self.layout.spans[stop - 1].stop
-
-    def _layer_bounds(self, layers) -> tuple[int, int]:
-        try:
-            start, stop = (None if v is None else int(v) for v in layers)
-        except (TypeError, ValueError) as exc:
-            raise PSSError(f"layers must be a (start, stop) pair of layer indices, got {layers!r}") from exc
-        start, stop, _ = slice(start, stop).indices(len(self.layout))
-        if start >= stop:
-            raise PSSError(f"layer range {layers[0]}:{layers[1]} selects no layer; there are {len(self.layout)} "
-                           f"layers (0..{len(self.layout) - 1})")
-        return start, stop
-
     def neighbors(
         self,
         query,
@@ -273,14 +234,9 @@ class Artifacts:
         (``space="saliency"``) or a feature vector (``space="feature"``), e.g. of an upload. ``layers``
         restricts the saliency profile to filters of layers ``start:stop`` (always exact). Without
         ``layers``, saliency search uses the FAISS index (exact for ``flat``; ``sq8``/``ivf`` are approximate,
-        see ``manifest["index"]["recall_at_10"]``).
+        see ``manifest.index.recall_at_10``). The caller keeps to ``k >= 1``, ``space`` in ``SPACES``, and
+        ``0 <= start < stop <= len(layout)`` for saliency only.
         """
-        if space not in SPACES:
-            raise PSSError(f"space must be one of {', '.join(SPACES)}, got {space!r}")
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise PSSError(f"k must be a positive integer, got {k!r}")
-        if layers is not None and space != "saliency":
-            raise PSSError("a layer range only applies to space='saliency'")
         matrix = self.profiles_std if space == "saliency" else self.features
         query_id, vector = self._query_vector(query, matrix, space)
         allowed = None
@@ -293,7 +249,7 @@ class Artifacts:
         elif layers is None and self.index is not None:
             ids, scores = search.faiss_search(self.index, vector, int(k), allowed)
         else:
-            start, stop = self._layer_bounds(layers) if layers is not None else (0, len(self.layout))
+            start, stop = layers if layers is not None else (0, len(self.layout))
             bounds = (self.layout.spans[start].start, self.layout.spans[stop - 1].stop)
             scores_all = search.range_cosine(self.profiles_std, self.profile_norms, vector, bounds, (start, stop))
             ids, scores = search.top_k(scores_all, int(k), allowed)

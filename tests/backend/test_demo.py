@@ -17,12 +17,6 @@ from backend import demo
 WEIGHTS = Path(demo.__file__).resolve().parent / "models" / "weights" / "demo_resnet.pt"
 
 
-def test_missing_pieces_are_reported(monkeypatch, capsys):
-    monkeypatch.setitem(demo.PIECES, "backend.not_written_yet", "an imaginary piece")
-    assert demo.run(None) == 1
-    assert "an imaginary piece (backend.not_written_yet)" in capsys.readouterr().out
-
-
 def test_default_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("PSS_DEMO_DIR", str(tmp_path / "d"))
     assert demo.default_dir() == tmp_path / "d"

@@ -9,7 +9,7 @@ import torch
 
 from backend.errors import PSSError
 from backend.saliency import SaliencyStats, filter_saliency
-from backend.store import Artifacts
+from backend.store import Artifacts, IndexRecord
 from precompute.job import run_precompute
 from tests.precompute.tiny import SyntheticDataset, build_artifacts, small_demo_checkpoint, tiny_model
 
@@ -40,7 +40,7 @@ def test_predictions_features_and_stats(flat):
     np.testing.assert_allclose(artifacts.loss, torch.nn.functional.cross_entropy(logits, dataset.labels, reduction="none").numpy(),
                                rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(artifacts.features, features.numpy(), rtol=1e-5, atol=1e-6)
-    assert artifacts.manifest["engine"]["features"] == "input of module 'head'"
+    assert artifacts.manifest.engine.feature_layer == "head"
 
     raw = np.asarray(artifacts.profiles_raw)
     whole = SaliencyStats().update(raw)  # one batch: no shard merging at all
@@ -53,12 +53,12 @@ def test_predictions_features_and_stats(flat):
 def test_manifest_contents(flat):
     artifacts, model, dataset = flat
     m = artifacts.manifest
-    assert m["num_samples"] == 100 and m["num_classes"] == 3 and m["num_filters"] == 16
-    assert m["data"]["fingerprint"] == dataset.fingerprint()
-    assert m["engine"]["batch_size"] == 10 and m["engine"]["shard_size"] == 24
-    assert {"torch", "numpy", "faiss"} <= set(m["versions"])
-    assert m["index"] == {"kind": "flat", "metric": m["index"]["metric"], "recall_at_10": None}
-    assert m["files"]["profiles_std.npy"] == {"bytes": (artifacts.directory / "profiles_std.npy").stat().st_size,
+    assert m.num_samples == 100 and m.num_classes == 3 and m.num_filters == 16
+    assert m.data.fingerprint == dataset.fingerprint()
+    assert m.engine.batch_size == 10 and m.engine.shard_size == 24
+    assert {"torch", "numpy", "faiss"} <= set(m.versions)
+    assert m.index == IndexRecord("flat", None, {})
+    assert m.files["profiles_std.npy"] == {"bytes": (artifacts.directory / "profiles_std.npy").stat().st_size,
                                               "shape": [100, 16], "dtype": "<f4"}
     assert not (artifacts.directory / ".shards").exists()
 
@@ -75,7 +75,7 @@ def test_dataloader_path_gives_identical_arrays(flat, tmp_path):
 def test_limit_takes_the_first_samples(tmp_path):
     _, dataset, manifest = build_artifacts(tmp_path / "a", n=60, limit=25)
     artifacts = Artifacts.open(tmp_path / "a")
-    assert artifacts.num_samples == 25 and manifest["data"]["limit"] == 25
+    assert artifacts.num_samples == 25 and manifest.data.limit == 25
     np.testing.assert_array_equal(artifacts.labels, dataset.labels[:25].numpy())
 
 
@@ -93,8 +93,8 @@ def test_up_to_date_dir_is_skipped_other_job_refused_force_recomputes(tmp_path, 
         build_artifacts(out, n=40, index="sq8")
     Artifacts.open(out)  # a refused run leaves the old artifacts intact
     forced = build_artifacts(out, n=40, batch_size=8, force=True)[2]
-    assert forced["engine"]["batch_size"] == 8
-    assert Artifacts.open(out).manifest["job_key"] == forced["job_key"] != first["job_key"]
+    assert forced.engine.batch_size == 8
+    assert Artifacts.open(out).manifest.job_key == forced.job_key != first.job_key
 
 
 def test_unfinished_shards_of_another_job_are_refused(tmp_path):
@@ -124,7 +124,7 @@ def test_feature_layer_override(tmp_path):
     with torch.no_grad():
         pool_input = torch.flatten(model.body(dataset.images[:30]), 1).numpy()  # [30, 6 * 4 * 4]
     np.testing.assert_allclose(artifacts.features, pool_input, rtol=1e-5, atol=1e-6)
-    assert manifest["engine"]["features"] == "input of module 'pool'"
+    assert manifest.engine.feature_layer == "pool"
 
 
 @pytest.mark.parametrize("kind", ["sq8", "ivf"])
@@ -142,14 +142,14 @@ def test_approximate_index_recall_is_measured(tmp_path, kind):
     unit = (z / np.linalg.norm(z, axis=1, keepdims=True)).astype(np.float32)
     _, approx = index.search(unit, 11)
     hits = sum(len(set(e) & set([i for i in a if i != q][:10])) for q, (e, a) in enumerate(zip(exact, approx)))
-    recall = artifacts.manifest["index"]["recall_at_10"]
+    recall = artifacts.manifest.index.recall_at_10
     assert 0 < recall <= 1 and recall == pytest.approx(hits / (10 * len(z)))
     # Queries without a layer range go through this index, and honour misclassified_only.
     wrong = ~artifacts.correct
     got = artifacts.neighbors(4, k=10, misclassified_only=True)
     assert got and all(wrong[h["id"]] for h in got) and all(h["id"] != 4 for h in got)
     if kind == "ivf":
-        assert artifacts.manifest["index"]["nlist"] >= 1 and artifacts.manifest["index"]["nprobe"] >= 1
+        assert artifacts.manifest.index.params["nlist"] >= 1 and artifacts.manifest.index.params["nprobe"] >= 1
     # A layer range never goes through the approximate index: it is exact.
     start, stop = artifacts.layout.filter_range(1, 3)
     sub = z[:, start:stop]

@@ -32,10 +32,9 @@ def _read(path: Path) -> dict | None:
 @router.get("/experiments", summary="which experiments exist and which have results")
 def list_experiments(service: Service = Depends(get_service)) -> dict:
     items = []
-    for name in NAMES:
-        title, paper = EXPERIMENTS[name]
+    for name, experiment in EXPERIMENTS.items():
         doc = _read(_path(service, name))
-        item = {"name": name, "title": title, "paper": paper, "available": doc is not None}
+        item = {"name": name, "title": experiment.title, "paper": experiment.paper, "available": doc is not None}
         if doc is not None:
             item.update({key: doc.get(key) for key in ("created", "seconds", "num_samples", "command")})
         items.append(item)

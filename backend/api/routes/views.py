@@ -82,6 +82,7 @@ def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], n
 
 
 def _parse_layers(layers: str | None) -> tuple[int, int] | None:
+    """The form of a layer range (the pattern allows only digits); its bounds are the service's to check."""
     if layers is None:
         return None
     start, stop = (int(part) for part in layers.split(":"))

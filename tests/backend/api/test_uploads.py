@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from backend.data import preprocess_upload
-from backend.models import model_input_transform
+from backend.data import model_input_transform
 from backend.render import overlay, png_bytes
 from backend.saliency import filter_saliency, input_saliency, prune_filters
 

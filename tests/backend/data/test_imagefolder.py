@@ -12,7 +12,7 @@ from PIL import Image
 
 from backend.data import load_dataset
 from backend.errors import PSSError
-from backend.models import model_input_transform
+from backend.data import model_input_transform
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from PIL import Image
 
 from backend.data import open_image, preprocess_upload, to_standard_mode
 from backend.errors import PSSError
-from backend.models import model_input_transform
+from backend.data import model_input_transform
 from backend.models.demo import FASHION_MNIST_MEAN, FASHION_MNIST_STD
 
 RESNET = "torchvision:resnet18"

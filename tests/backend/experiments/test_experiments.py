@@ -131,7 +131,7 @@ def test_finetuning_step_matches_an_explicitly_updated_model(ctx):
     orders = {"salient": top5[None], "random": top5[None], "least": top5[None]}
     norms = torch.cat([grads[s.name].flatten(1).norm(dim=1) for s in ctx.layout.spans])
     deltas = finetuning._deltas(ctx, grads, norms, orders, [("salient", 5)], 0.5)
-    from backend.experiments.intervene import row_weight_deltas
+    from backend.saliency import row_weight_deltas
 
     with row_weight_deltas(ctx.model, ctx.layout, deltas, group_size=1):
         got = ctx.probs(x)

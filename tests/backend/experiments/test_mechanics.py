@@ -12,14 +12,13 @@ from torch import nn
 
 from backend.experiments.common import bootstrap, rankdata, spearman
 from backend.experiments.gradcam import grad_cam, last_conv_stage
-from backend.experiments.intervene import row_masks, row_weight_deltas
 from backend.experiments.masking import mask_pixels
 from backend.experiments.sanity import randomize, stages
-from backend.saliency import FilterLayout, prune_filters
+from backend.saliency import FilterLayout, prune_filters, row_weight_deltas
 from tests.precompute.tiny import tiny_model
 
 
-def test_row_masks_equal_prune_filters_row_by_row():
+def test_per_row_keep_equals_prune_filters_row_by_row():
     model = tiny_model()
     layout = FilterLayout.from_model(model)
     x = torch.randn(4, 1, 8, 8)
@@ -27,7 +26,7 @@ def test_row_masks_equal_prune_filters_row_by_row():
     keep = torch.ones(4, layout.num_filters, dtype=torch.bool)
     for row, chosen in enumerate(sets):
         keep[row, chosen] = False
-    with torch.no_grad(), row_masks(model, layout, keep):
+    with torch.no_grad(), prune_filters(model, layout=layout, keep=keep):
         batched = model(x)
     for row, chosen in enumerate(sets):
         with torch.no_grad(), prune_filters(model, chosen, layout):

@@ -40,7 +40,7 @@ def test_headlines_quote_the_json(docs):
 
 
 def test_sections_for_missing_and_present_results(docs):
-    item = {"name": "sanity", "title": EXPERIMENTS["sanity"][0], "paper": EXPERIMENTS["sanity"][1]}
+    item = {"name": "sanity", "title": EXPERIMENTS["sanity"].title, "paper": EXPERIMENTS["sanity"].paper}
     missing = str(page.section("sanity", item, None, []))
     assert "pss experiments --artifacts DIR --which sanity" in missing
     present = str(page.section("masking", {**item, "name": "masking"}, docs["masking"], []))

@@ -12,7 +12,7 @@ from backend.cli import main
 from backend.data import FASHION_MNIST_SYSTEM_DIR, load_dataset
 from backend.models import DEMO_CHECKPOINT, load_model, load_state_dict_file, weights_sha256
 from backend.models.demo import DEFAULT_WIDTHS, DemoResNet
-from backend.models.train_demo import evaluate
+from backend.train_demo import evaluate
 from backend.saliency import FilterLayout
 
 needs_debian_files = pytest.mark.skipif(

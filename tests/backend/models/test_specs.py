@@ -13,12 +13,9 @@ from safetensors.torch import save_file
 
 import backend.models as models
 from backend.errors import PSSError
-from backend.models import (
-    load_model,
-    model_class_names,
-    model_input_transform,
-    weights_sha256,
-)
+from backend.data import model_input_transform
+from backend.models import load_model, model_class_names, weights_sha256
+from backend.models.families import demo as demo_family
 from backend.models.demo import FASHION_MNIST_CLASSES, FASHION_MNIST_MEAN, FASHION_MNIST_STD, DemoResNet
 from backend.saliency import FilterLayout
 
@@ -96,7 +93,7 @@ def test_random_init_transform_uses_imagenet_stats_and_the_architecture_input_si
 
 # ---------------------------------------------------------------------------------------------- demo
 def test_demo_without_checkpoint_says_to_run_train_demo(monkeypatch, tmp_path):
-    monkeypatch.setattr(models, "DEMO_CHECKPOINT", tmp_path / "missing.pt")
+    monkeypatch.setattr(demo_family, "DEMO_CHECKPOINT", tmp_path / "missing.pt")
     with pytest.raises(PSSError, match="pss train-demo"):
         load_model("demo")
 

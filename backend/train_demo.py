@@ -20,9 +20,14 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from backend.data import load_dataset
+from backend.errors import PSSError
+from backend.models import DEMO_CHECKPOINT, weights_sha256
+from backend.models.demo import DemoResNet
+
 log = logging.getLogger(__name__)
 
-DEFAULT_OUT = Path(__file__).resolve().parent / "weights" / "demo_resnet.pt"
+DEFAULT_OUT = DEMO_CHECKPOINT
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,8 +45,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.errors import PSSError
-
     widths = _parse_widths(args.widths)
     if min(args.epochs, args.batch_size, args.threads) < 1 or args.lr <= 0 or (args.limit is not None and args.limit < 1):
         raise PSSError("--epochs, --batch-size, --threads, --lr and --limit must be positive")
@@ -56,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:
-    from backend.errors import PSSError
-
     try:
         widths = tuple(int(w) for w in text.split(","))
     except ValueError:
@@ -88,9 +89,6 @@ def train(*, epochs: int, seed: int, limit: int | None, batch_size: int, lr: flo
     import torch.nn.functional as F
     import torchvision
 
-    from backend.data import load_dataset
-    from backend.models import weights_sha256
-    from backend.models.demo import DemoResNet
 
     torch.use_deterministic_algorithms(True, warn_only=device != "cpu")
     torch.set_num_threads(threads)

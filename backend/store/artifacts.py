@@ -18,7 +18,7 @@ import numpy as np
 from backend.errors import PSSError
 from backend.saliency import FilterLayout, SaliencyStats
 
-from . import search
+from . import exact, search
 
 FORMAT = "pss-artifacts"
 FORMAT_VERSION = 1
@@ -127,6 +127,9 @@ class Artifacts:
         self.features = self._npy(FEATURES)
         self.profile_norms = self._npy(PROFILE_NORMS)
         self._check_consistency()
+        boundaries = [span.start for span in self.layout.spans] + [self.layout.num_filters]
+        self.exact = exact.ExactSearch(self.profiles_std, self.profile_norms, boundaries, self.directory,
+                                       json.dumps(self.manifest, sort_keys=True))
         self.index = None
         if self.index_kind != "flat":  # flat queries use the exact path over profiles_std instead (no copy)
             import faiss
@@ -294,9 +297,7 @@ class Artifacts:
             ids, scores = search.faiss_search(self.index, vector, int(k), allowed)
         else:
             start, stop = self._layer_bounds(layers) if layers is not None else (0, len(self.layout))
-            bounds = (self.layout.spans[start].start, self.layout.spans[stop - 1].stop)
-            scores_all = search.range_cosine(self.profiles_std, self.profile_norms, vector, bounds, (start, stop))
-            ids, scores = search.top_k(scores_all, int(k), allowed)
+            ids, scores, _, _ = self.exact.search(vector, int(k), (start, stop), allowed)
         return [{"id": int(i), "score": float(s)} for i, s in zip(ids, scores)]
 
     def _query_vector(self, query, matrix: np.ndarray, space: str) -> tuple[int | None, np.ndarray]:

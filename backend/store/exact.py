@@ -58,10 +58,10 @@ class ExactSearch:
     """
 
     def __init__(self, matrix: np.ndarray, prefix_sq: np.ndarray, boundaries: list[int], directory: Path,
-                 tag: str, *, min_bytes: int = MIN_BYTES):
+                 tag: str, *, min_bytes: int | None = None):
         self.matrix, self.prefix_sq, self.boundaries = matrix, prefix_sq, [int(b) for b in boundaries]
         self.directory, self.tag = Path(directory), tag
-        self.use_codes = matrix.nbytes >= min_bytes
+        self.use_codes = matrix.nbytes >= (MIN_BYTES if min_bytes is None else min_bytes)
         self._lock = threading.Lock()
         self._codes: QuantizedRows | None = None
 

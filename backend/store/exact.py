@@ -29,12 +29,12 @@ import numpy as np
 import torch
 
 from .atomic import AtomicNpy, save_npz_atomic
-from .search import chunk_rows, top_k
+from .search import chunk_rows, range_cosine, top_k
 
 CODES = "search_codes.npy"  # int8 [N, F rounded up to 64]: the quantized unit rows, a cache beside profiles_std
 BOUNDS = "search_bounds.npz"  # written last: scale [N], error prefix sums [N, layers + 1], source tag
 MIN_BYTES = 1 << 28  # below this a float32 scan is already fast (and mostly in cache): no copy is made
-FLOAT32_SCAN_SHARE = 0.5  # a layer range narrower than this share of the profile is cheaper in float32
+FLOAT32_SCAN_SHARE = 0.6  # narrower layer ranges scan float32 (measured break-even at 50,000 x 26,560: ~0.56)
 _MARGIN = 1e-6  # absolute slack for the float32 scan's own rounding, so near-ties are always re-scored
 _KERNEL_REL = 2.0**-7  # bfloat16 result roundings (measured <= 2^-8 of |result|, even under cancellation), 2x margin
 _COLUMN_MULTIPLE = 64  # the int8 kernel reads past the end of rows whose length is not a multiple of 16
@@ -62,7 +62,6 @@ class ExactSearch:
         self.matrix, self.prefix_sq, self.boundaries = matrix, prefix_sq, [int(b) for b in boundaries]
         self.directory, self.tag = Path(directory), tag
         self.use_codes = matrix.nbytes >= (MIN_BYTES if min_bytes is None else min_bytes)
-        self._rows = torch.from_numpy(writable_view(matrix))  # torch's BLAS gemv is ~1.5x numpy's here
         self._lock = threading.Lock()
         self._codes: QuantizedRows | None = None
 
@@ -70,30 +69,17 @@ class ExactSearch:
         """Top ``k`` cosine over layers ``start:stop`` among ``allowed`` rows (None = all), best first."""
         start, stop = layers
         a, b = self.boundaries[start], self.boundaries[stop]
-        q = np.array(query[a:b], dtype=np.float32)  # a copy: the query may be a read-only row of the map
         codes = self._quantized() if self.use_codes and (b - a) >= FLOAT32_SCAN_SHARE * self.matrix.shape[1] else None
         if codes is None:
-            scores = self._cosines(self._rows[:, a:b], self.prefix_sq, q, layers)
-            ids, best = top_k(scores, k, allowed)
-            return SearchResult(ids, best, self.matrix.shape[0] * ((b - a) * 4 + 16), self.matrix.shape[0])
+            ids, scores = top_k(range_cosine(self.matrix, self.prefix_sq, query, (a, b), layers), k, allowed)
+            return SearchResult(ids, scores, self.matrix.shape[0] * ((b - a) * 4 + 16), self.matrix.shape[0])
         low, high = codes.cosine_bounds(query, layers, self.boundaries, self.prefix_sq)
         candidates = candidate_rows(low, high, k, allowed)
-        rows = self._rows[torch.from_numpy(candidates), a:b]  # only the range of only these rows is read
-        picked, best = top_k(self._cosines(rows, self.prefix_sq[candidates], q, layers), k)
+        rows = self.matrix[candidates, a:b]  # only the range of only these rows is read
+        picked, best = top_k(range_cosine(rows, self.prefix_sq[candidates], query[a:b], (0, b - a), layers), k)
         side_arrays = 8 * 6  # scale, two error and three prefix-norm columns, float64
-        bytes_read = codes.codes.nbytes + self.matrix.shape[0] * side_arrays + rows.numel() * 4
+        bytes_read = codes.codes.nbytes + self.matrix.shape[0] * side_arrays + rows.nbytes
         return SearchResult(candidates[picked], best, bytes_read, len(candidates))
-
-    @staticmethod
-    def _cosines(rows: torch.Tensor, prefix_sq: np.ndarray, q: np.ndarray, layers: tuple[int, int]) -> np.ndarray:
-        """float64 cosines of ``rows`` (already cut to the range) with ``q``: float32 dot products over the
-        norms from ``prefix_sq``, as the plain scan computes them; 0 where either side is zero."""
-        dots = (rows @ torch.from_numpy(q)).numpy()
-        row_sq = prefix_sq[:, layers[1]] - prefix_sq[:, layers[0]]
-        denom = np.sqrt(np.maximum(row_sq, 0.0)) * float(np.linalg.norm(q.astype(np.float64)))
-        out = np.zeros(dots.shape[0], dtype=np.float64)
-        np.divide(dots, denom, out=out, where=denom > 0)
-        return out
 
     def _quantized(self) -> "QuantizedRows | None":
         with self._lock:
@@ -197,14 +183,6 @@ def quantize_rows(matrix: np.ndarray, boundaries: list[int], codes: np.ndarray) 
         scale[start:stop] = step[:, 0]
         error_sq[start:stop, 1:] = np.cumsum(np.add.reduceat(error * error, boundaries[:-1], axis=1), axis=1)
     return scale, error_sq
-
-
-def writable_view(array: np.ndarray) -> np.ndarray:
-    """``array`` itself, or for a read-only memory map the same file mapped copy-on-write (torch wants
-    writable memory; nothing here writes)."""
-    if array.flags.writeable or not isinstance(array, np.memmap) or array.base is None:
-        return array
-    return np.memmap(array.filename, dtype=array.dtype, mode="c", offset=array.offset, shape=array.shape)
 
 
 def padded_shape(shape: tuple[int, int]) -> tuple[int, int]:

@@ -169,10 +169,9 @@ def quantize_rows(matrix: np.ndarray, boundaries: list[int], codes: np.ndarray) 
     error_sq = np.zeros((n, len(boundaries)), dtype=np.float64)
     rows = chunk_rows(matrix.shape[1], itemsize=8)
     for start in range(0, n, rows):
-        unit = np.asarray(matrix[start : start + rows], dtype=np.float64)
+        unit = np.array(matrix[start : start + rows], dtype=np.float64)  # a copy, normalized in place
         norms = np.linalg.norm(unit, axis=1, keepdims=True)
         np.divide(unit, norms, out=unit, where=norms > 0)
-        unit[(norms == 0)[:, 0]] = 0.0
         step = np.abs(unit).max(axis=1, keepdims=True) / 127
         block_codes = np.zeros(unit.shape, dtype=np.float64)
         np.divide(unit, step, out=block_codes, where=step > 0)

@@ -1,10 +1,12 @@
 """Nearest-neighbour query latency (k=10) on synthetic standardized profiles, ImageNet-size by default.
 
-The default is 50,000 samples x 26,560 filters with ResNet-50's real 53-layer layout. It times the exact
-query path the backend uses (a BLAS scan of a memory-mapped float32 matrix, normalized with stored
-per-layer prefix norms) for the full profile and for layer ranges, and the FAISS sq8 index (with its
-recall@10 against exact). The data is written to a temporary .npy (--dir) and deleted afterwards; it needs
-about samples x filters x 5 bytes of RAM for the page cache and the sq8 index (6.6 GB by default).
+The default is 50,000 samples x 26,560 filters with ResNet-50's real 53-layer layout. For the full profile
+and two layer ranges it times, query by query side by side, the plain exact scan (a BLAS pass over the
+memory-mapped float32 matrix, normalized with per-layer prefix norms) and the exact search the backend uses
+(an int8 copy scanned first with per-row error bounds, then float32 only for rows that can still make the
+top k), checks that both give the same top k on every query, and prints the bytes each query read. Then the
+FAISS sq8 index, with its recall@k against exact. The data is written to a temporary dir (--dir) and
+deleted afterwards; it needs about samples x filters x 6 bytes of RAM for the page cache (8 GB by default).
 
 examples:
   pss bench index                                  # 50,000 x 26,560
@@ -14,6 +16,8 @@ examples:
 from __future__ import annotations
 
 import argparse
+
+TIE_TOLERANCE = 1e-6  # answers may differ only in the order of rows whose float32 scores are this close
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,53 +36,82 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import logging
+    import os
     import tempfile
     import time
+    from pathlib import Path
 
     import numpy as np
 
     from backend.errors import PSSError
-    from backend.store import search
+    from backend.store import exact, search
 
     if args.samples < args.k + 2 or args.queries < 1 or args.k < 1:
         raise PSSError("need --samples > --k + 1, and positive --queries and --k")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+    logging.getLogger("backend.store.exact").setLevel(logging.WARNING)  # the build is reported below
     layout = _layout(args.filters, args.layers)
     n, f = args.samples, layout.num_filters
     print(f"synthetic profiles: {n:,} x {f:,} float32 ({n * f * 4 / 1e9:.2f} GB), {len(layout)} layers, "
-          f"{args.classes} clusters; k={args.k}, {args.queries} queries per method")
+          f"{args.classes} clusters; k={args.k}, {args.queries} queries per method; "
+          f"load average {os.getloadavg()[0]:.2f}")
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="pss-bench-index-") as tmp:
         started = time.perf_counter()
         matrix = _synthetic(f"{tmp}/profiles_std.npy", n, f, args.classes, args.seed)
         boundaries = [s.start for s in layout.spans] + [f]
         prefix = search.prefix_squares(matrix, boundaries)
         print(f"data written and prefix norms computed in {time.perf_counter() - started:.1f} s")
-        rng = np.random.default_rng(args.seed + 1)
-        queries = rng.choice(n, size=args.queries, replace=False)
+        started = time.perf_counter()
+        prefiltered = exact.ExactSearch(matrix, prefix, boundaries, Path(tmp), "bench", min_bytes=0)
+        prefiltered.search(matrix[0], args.k, (0, len(layout)), None)  # builds the int8 copy
+        print(f"int8 search copy built in {time.perf_counter() - started:.1f} s "
+              f"({(Path(tmp) / exact.CODES).stat().st_size / 1e9:.2f} GB)")
+        queries = np.random.default_rng(args.seed + 1).choice(n, size=args.queries, replace=False)
         allowed = np.ones(n, dtype=bool)
 
-        def exact(layers):
-            start, stop = layers
-            bounds = (layout.spans[start].start, layout.spans[stop - 1].stop)
+        def scan(layers):
+            """The plain exact scan: numpy's BLAS over the float32 columns of the range."""
+            bounds = (boundaries[layers[0]], boundaries[layers[1]])
 
             def query(qid):
                 allowed[qid] = False
-                ids, _ = search.top_k(search.range_cosine(matrix, prefix, matrix[qid], bounds, (start, stop)),
-                                      args.k, allowed)
+                ids, scores = search.top_k(search.range_cosine(matrix, prefix, matrix[qid], bounds, layers), args.k,
+                                           allowed)
                 allowed[qid] = True
-                return ids
+                return exact.SearchResult(ids, scores, n * ((bounds[1] - bounds[0]) * 4 + 16), n)
+
+            return query
+
+        def served(layers):
+            def query(qid):
+                allowed[qid] = False
+                found = prefiltered.search(matrix[qid], args.k, layers, allowed)
+                allowed[qid] = True
+                return found
 
             return query
 
         third = max(1, len(layout) // 3)
-        methods = {
-            f"exact, full profile ({f:,} filters)": exact((0, len(layout))),
-            f"exact, layers 0:{third} ({layout.spans[third - 1].stop:,} filters)": exact((0, third)),
-            f"exact, layers {len(layout) - third}:{len(layout)} "
-            f"({f - layout.spans[len(layout) - third].start:,} filters)": exact((len(layout) - third, len(layout))),
+        ranges = {
+            f"full profile ({f:,} filters)": (0, len(layout)),
+            f"layers 0:{third} ({layout.spans[third - 1].stop:,} filters)": (0, third),
+            f"layers {len(layout) - third}:{len(layout)} ({f - layout.spans[len(layout) - third].start:,} filters)":
+                (len(layout) - third, len(layout)),
         }
-        results = {name: _time(fn, queries) for name, fn in methods.items()}
-        exact_ids = {int(q): methods[next(iter(methods))](q) for q in queries}
+        methods = {}
+        for label, layers in ranges.items():
+            methods[f"float32 scan, {label}"] = scan(layers)
+            methods[f"exact, {label}"] = served(layers)
+        results, answers = _time_side_by_side(methods, queries)
+        mismatches = 0
+        for label in ranges:
+            want, got = answers[f"float32 scan, {label}"], answers[f"exact, {label}"]
+            same = sum(_same_top_k(g, w) for g, w in zip(got, want))
+            mismatches += len(queries) - same
+            print(f"exact vs float32 scan, {label}: {same}/{len(queries)} queries with the same top {args.k}"
+                  f" (ties within {TIE_TOLERANCE:g} aside)")
+            results[f"exact, {label}"]["ratio"] = (results[f"exact, {label}"]["p50"]
+                                                   / results[f"float32 scan, {label}"]["p50"])
 
         if not args.no_sq8:
             started = time.perf_counter()
@@ -87,23 +120,29 @@ def run(args: argparse.Namespace) -> int:
 
             def sq8(qid):
                 allowed[qid] = False
-                ids, _ = search.faiss_search(index, matrix[qid], args.k, allowed)
+                ids, scores = search.faiss_search(index, matrix[qid], args.k, allowed)
                 allowed[qid] = True
-                return ids
+                return exact.SearchResult(ids, scores, index.sa_code_size() * n, 0)
 
             name = "faiss sq8, full profile"
-            results[name] = _time(sq8, queries)
-            found = {int(q): sq8(q) for q in queries}
-            recall = np.mean([len(set(found[q]) & set(exact_ids[q])) / args.k for q in exact_ids])
-            results[name]["recall"] = float(recall)
+            timed, found = _time_side_by_side({name: sq8}, queries)
+            exact_ids = answers[f"float32 scan, {next(iter(ranges))}"]
+            timed[name]["recall"] = float(np.mean([len(set(g.ids) & set(w.ids)) / args.k
+                                                   for g, w in zip(found[name], exact_ids)]))
+            results.update(timed)
             del index
-        del matrix
+        del matrix, prefiltered
 
-    print(f"\n{'method':<48} {'p50 ms':>9} {'p95 ms':>9}  recall@{args.k}")
+    print(f"\n{'method':<56} {'p50 ms':>8} {'p95 ms':>8} {'vs f32':>7} {'MB read':>8} {'re-scored':>9}  "
+          f"recall@{args.k}")
     for name, r in results.items():
         recall = f"{r['recall']:.3f}" if "recall" in r else "exact"
-        print(f"{name:<48} {r['p50']:>9.1f} {r['p95']:>9.1f}  {recall}")
-    return 0
+        ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
+        print(f"{name:<56} {r['p50']:>8.1f} {r['p95']:>8.1f} {ratio:>7} {r['mb_read']:>8.2f} {r['rescored']:>9.0f}  "
+              f"{recall}")
+    print(f"load average {os.getloadavg()[0]:.2f}; MB read: per query, of the int8/float32 matrices and their "
+          "side arrays; re-scored: median rows scored in float32")
+    return 1 if mismatches else 0
 
 
 def _layout(filters: int | None, layers: int):
@@ -141,16 +180,35 @@ def _synthetic(path: str, n: int, f: int, classes: int, seed: int):
     return np.load(path, mmap_mode="r")
 
 
-def _time(query, query_ids) -> dict:
+def _time_side_by_side(methods: dict, query_ids) -> tuple[dict, dict]:
+    """Times every method on every query, the methods interleaved (rotating order) so that changing load
+    hits them alike; returns per-method p50/p95 ms, mean MB read and median rows re-scored, and the answers."""
     import time
 
     import numpy as np
 
-    query(query_ids[0])  # warm-up: page cache, BLAS threads
-    times = []
-    for qid in query_ids:
-        started = time.perf_counter()
-        query(qid)
-        times.append(time.perf_counter() - started)
-    times = np.asarray(times) * 1000
-    return {"p50": float(np.percentile(times, 50)), "p95": float(np.percentile(times, 95))}
+    for query in methods.values():
+        query(query_ids[0])  # warm-up: page cache, BLAS threads, the int8 copy
+    times = {name: [] for name in methods}
+    answers = {name: [] for name in methods}
+    names = list(methods)
+    for turn, qid in enumerate(query_ids):
+        for name in names[turn % len(names):] + names[: turn % len(names)]:
+            started = time.perf_counter()
+            found = methods[name](qid)
+            times[name].append(time.perf_counter() - started)
+            answers[name].append(found)
+    results = {}
+    for name in names:
+        ms = np.asarray(times[name]) * 1000
+        results[name] = {"p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
+                         "mb_read": float(np.mean([a.bytes_read for a in answers[name]])) / 1e6,
+                         "rescored": float(np.median([a.rescored for a in answers[name]]))}
+    return results, answers
+
+
+def _same_top_k(got, want) -> bool:
+    """The same scores rank by rank (so the same ids, except rows whose scores tie within TIE_TOLERANCE)."""
+    import numpy as np
+
+    return len(got.ids) == len(want.ids) and np.allclose(got.scores, want.scores, rtol=0, atol=TIE_TOLERANCE)

@@ -10,6 +10,7 @@ the store answers.
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import zipfile
@@ -20,7 +21,7 @@ import numpy as np
 from backend.errors import PSSError
 from backend.saliency import SaliencyStats
 
-from . import search
+from . import exact, search
 from .manifest import MANIFEST, Manifest
 PREDICTIONS = "predictions.npz"
 STATS = "stats.npz"
@@ -105,6 +106,9 @@ class Artifacts:
         self.features = self._npy(FEATURES)
         self.profile_norms = self._npy(PROFILE_NORMS)
         self._check_consistency()
+        boundaries = [span.start for span in self.layout.spans] + [self.layout.num_filters]
+        self.exact = exact.ExactSearch(self.profiles_std, self.profile_norms, boundaries, self.directory,
+                                       json.dumps(self.manifest.to_json(), sort_keys=True))
         self.index = None
         if self.index_kind != "flat":  # flat queries use the exact path over profiles_std instead (no copy)
             import faiss
@@ -250,9 +254,7 @@ class Artifacts:
             ids, scores = search.faiss_search(self.index, vector, int(k), allowed)
         else:
             start, stop = layers if layers is not None else (0, len(self.layout))
-            bounds = (self.layout.spans[start].start, self.layout.spans[stop - 1].stop)
-            scores_all = search.range_cosine(self.profiles_std, self.profile_norms, vector, bounds, (start, stop))
-            ids, scores = search.top_k(scores_all, int(k), allowed)
+            ids, scores, _, _ = self.exact.search(vector, int(k), (start, stop), allowed)
         return [{"id": int(i), "score": float(s)} for i, s in zip(ids, scores)]
 
     def _query_vector(self, query, matrix: np.ndarray, space: str) -> tuple[int | None, np.ndarray]:

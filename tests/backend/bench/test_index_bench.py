@@ -1,4 +1,4 @@
-"""`pss bench index` runs end to end on a small synthetic set and prints every method's latency."""
+"""`pss bench index` runs end to end on a small synthetic set, checks exactness and prints every method's latency."""
 
 import re
 
@@ -10,9 +10,13 @@ def test_bench_index_small(tmp_path, capsys):
             "--classes", "10", "--dir", str(tmp_path)]
     assert main(args) == 0
     out = capsys.readouterr().out
-    rows = {m.group(1).strip(): m.groups()[1:] for m in re.finditer(r"^(\S.*?)\s+([\d.]+)\s+([\d.]+)\s+(\S+)$", out, re.M)}
-    assert set(rows) == {"exact, full profile (96 filters)", "exact, layers 0:2 (32 filters)",
-                         "exact, layers 4:6 (32 filters)", "faiss sq8, full profile"}
-    assert all(float(p50) <= float(p95) for p50, p95, _ in rows.values())
-    assert 0.0 <= float(rows["faiss sq8, full profile"][2]) <= 1.0
+    rows = {m.group(1).strip(): m.groups()[1:] for m in
+            re.finditer(r"^(\S.*?)\s+([\d.]+)\s+([\d.]+)\s+(\S+)\s+([\d.]+)\s+(\d+)\s+(\S+)$", out, re.M)}
+    ranges = ["full profile (96 filters)", "layers 0:2 (32 filters)", "layers 4:6 (32 filters)"]
+    assert set(rows) == {f"{m}, {r}" for m in ("float32 scan", "exact") for r in ranges} | {"faiss sq8, full profile"}
+    assert all(float(p50) <= float(p95) for p50, p95, *_ in rows.values())
+    assert 0.0 <= float(rows["faiss sq8, full profile"][-1]) <= 1.0
+    for r in ranges:  # both exact methods answered every query alike, and the prefilter read less
+        assert f"exact vs float32 scan, {r}: 3/3 queries with the same top 10" in out
+    assert float(rows["exact, full profile (96 filters)"][3]) < float(rows["float32 scan, full profile (96 filters)"][3])
     assert list(tmp_path.iterdir()) == []  # the temporary data is removed

@@ -20,6 +20,8 @@ from PIL import Image
 from backend.saliency import FilterLayout
 from tests.reliability.conftest import serve
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = {"0": ["cat", "Cat (Felis catus)"], "1": ["dog", "Dog"], "2": ["owl", "Barn owl"]}
 PER_CLASS = 5

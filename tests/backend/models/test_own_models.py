@@ -136,17 +136,6 @@ def test_a_checkpoint_that_does_not_fit_names_the_keys(own_module, tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- timm:
-def test_timm_random_init_is_seeded_and_leaves_the_callers_rng_alone():
-    torch.manual_seed(5)
-    expected_next = torch.rand(1)
-    torch.manual_seed(5)
-    a = load_model("timm:test_resnet")
-    after = torch.rand(1)
-    assert torch.equal(after, expected_next)
-    assert weights_sha256(a) == weights_sha256(load_model("timm:test_resnet"))
-    assert not a.training
-
-
 def test_timm_file_gives_weights_and_classes_from_the_file(tmp_path):
     source = timm.create_model("test_resnet", pretrained=False, num_classes=5)
     torch.save(source.state_dict(), tmp_path / "r.pt")

@@ -1,7 +1,9 @@
 """Plotly figures as pure functions of arrays (no HTTP, no Dash state), so they are unit-testable.
 
 Profiles are drawn with layers left to right (shallow to deep) on alternating shaded bands, the way the
-paper draws them.
+paper draws them. Large models stay readable: a profile longer than ``MAX_POINTS`` is drawn as each layer's
+per-bin lowest and highest values (every spike stays visible), layer labels are shortened (``layer_labels``)
+and the full name is in each point's hover text.
 """
 
 from __future__ import annotations
@@ -33,11 +35,54 @@ def parse_layers(raw) -> list[tuple[str, int, int]]:
 
 
 def short_layer(name: str) -> str:
-    """``layer3.1.conv2.weight`` -> ``layer3.1.conv2`` (the ``.weight`` suffix carries no information)."""
-    return name[: -len(".weight")] if name.endswith(".weight") else name
+    """``layer3.1.conv2.weight`` -> ``layer3.1.conv2``, ``attn.in_proj_weight`` -> ``attn.in_proj`` (the weight
+    suffix carries no information)."""
+    for suffix in (".weight", "_weight"):
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+MAX_LABEL = 28  # characters of a layer label on an axis; the full name is in the hover text
+
+
+def fit_label(label: str, width: int = MAX_LABEL) -> str:
+    """``label`` in at most ``width`` characters: inner dotted parts become ``…`` first, the longest word first
+    and block numbers last (the first part names the stage, the last the operation), then characters in the
+    middle."""
+    parts = label.split(".")
+    while len(label) > width and len(parts) > 2:
+        inner = [i for i, part in enumerate(parts[1:-1], start=1) if part != "…"]
+        if not inner:
+            break
+        parts[max(inner, key=lambda i: (not parts[i].isdigit(), len(parts[i])))] = "…"
+        parts = [p for i, p in enumerate(parts) if not (p == "…" and i > 0 and parts[i - 1] == "…")]
+        label = ".".join(parts)
+    if len(label) > width:
+        head = (width - 1) // 2
+        label = label[:head] + "…" + label[len(label) - (width - 1 - head):]
+    return label
+
+
+def layer_labels(names: Sequence[str], width: int = MAX_LABEL) -> list[str]:
+    """Axis labels for a model's layers: the weight suffix dropped, then the word parts that most layers share
+    (``encoder``, ``layers``, ``blocks``: they tell layers apart no better than their position), then
+    ``fit_label``. Numbered parts are always kept."""
+    parts = [short_layer(str(name)).split(".") for name in names]
+    counts: dict[str, int] = {}
+    for split in parts:
+        for part in set(split[:-1]):
+            counts[part] = counts.get(part, 0) + 1
+    shared = {part for part, count in counts.items() if count > len(parts) / 2 and not part.isdigit()}
+    labels = []
+    for split in parts:
+        kept = [part for part in split[:-1] if part not in shared] + split[-1:]
+        labels.append(fit_label(".".join(kept), width))
+    return labels
 
 
 MAX_MARKERS = 5000
+MAX_POINTS = 4000  # points of one profile line; longer profiles are drawn as a per-bin min/max envelope
 CHAR_PX = 7.0  # average width of a 12 px label character, for sizing margins up front
 
 
@@ -102,20 +147,55 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str]) -> go.Figur
     return _base_layout(fig, 20 + bottom + 38 * n, margin=dict(l=text_px(class_names) + 30, r=10, t=10, b=bottom))
 
 
+def decimate(values: np.ndarray, layers: Layers, max_points: int = MAX_POINTS) -> np.ndarray:
+    """Indices of the entries a line of ``values`` draws: all of them when there are at most ``max_points``,
+    else, layer by layer, each bin's lowest and highest entry, so peaks survive and no bin spans two layers."""
+    count = len(values)
+    if count <= max_points:
+        return np.arange(count)
+    values = np.asarray(values, dtype=float)
+    spans = [(start, stop) for _, start, stop in layers if stop > start] or [(0, count)]
+    keep = []
+    for start, stop in spans:
+        bins = max(1, round((stop - start) * (max_points // 2) / count))
+        edges = np.unique(np.linspace(start, stop, bins + 1).astype(int))
+        for low, high in zip(edges[:-1], edges[1:]):
+            chunk = values[low:high]
+            keep += [low + int(np.argmin(chunk)), low + int(np.argmax(chunk))]
+    return np.unique(keep)
+
+
+def filter_hover_names(layers: Layers, ids: np.ndarray) -> list[str]:
+    """``full.layer.name #channel`` for each filter id (the hover text of profile points)."""
+    starts = np.array([start for _, start, _ in layers])
+    owners = np.searchsorted(starts, ids, side="right") - 1
+    return [f"{short_layer(layers[o][0])} #{i - layers[o][1]}" if o >= 0 else f"filter {i}"
+            for o, i in zip(owners.tolist(), np.asarray(ids).tolist())]
+
+
+def _profile_line(values: np.ndarray, layers: Layers, **trace) -> go.Scatter:
+    """One profile as a line (decimated when long), every point's hover naming its layer and channel."""
+    shown = decimate(values, layers)
+    return go.Scatter(x=shown, y=np.asarray(values, dtype=float)[shown], text=filter_hover_names(layers, shown),
+                      **trace)
+
+
 def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
     """Shade every other layer and label a readable subset of them on the x axis."""
-    for i, (_, start, stop) in enumerate(layers):
-        if i % 2 == 0:
-            fig.add_vrect(x0=start - 0.5, x1=stop - 0.5, fillcolor="#eef1f5", line_width=0, layer="below")
+    # one layout update for all bands: add_vrect per layer costs seconds on models with hundreds of layers
+    fig.update_layout(shapes=[dict(type="rect", xref="x", yref="paper", x0=start - 0.5, x1=stop - 0.5, y0=0, y1=1,
+                                   fillcolor="#eef1f5", line_width=0, layer="below")
+                              for i, (_, start, stop) in enumerate(layers) if i % 2 == 0])
     # label a layer only if its centre is far enough from the last labelled one (narrow early layers crowd)
     gap = (layers[-1][2] if layers else 0) / max_ticks
-    shown, last = [], None
-    for layer in layers:
+    labels = layer_labels([name for name, _, _ in layers])
+    shown, ticktext, last = [], [], None
+    for layer, label in zip(layers, labels):
         centre = (layer[1] + layer[2] - 1) / 2
         if last is None or centre - last >= gap:
             shown.append(layer)
+            ticktext.append(label)
             last = centre
-    ticktext = [short_layer(n) for n, _, _ in shown]
     fig.update_xaxes(tickvals=[(s + e - 1) / 2 for _, s, e in shown], ticktext=ticktext, tickangle=-35,
                      showgrid=False, zeroline=False, title=dict(text="filters, layers shallow → deep", standoff=6),
                      range=[-0.5, (layers[-1][2] if layers else 1) - 0.5])
@@ -133,12 +213,11 @@ def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
 
 def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers) -> go.Figure:
     """Figure 2: average standardized profiles of correctly vs wrongly classified samples."""
-    x = np.arange(len(mean_correct))
     fig = go.Figure()
     for values, name, colour in ((mean_correct, "correct", CORRECT), (mean_wrong, "misclassified", WRONG)):
-        fig.add_trace(go.Scatter(x=x, y=sort_within_layers(values, layers), mode="lines", name=name,
-                                   line=dict(color=colour, width=1.4),
-                                   hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
+        fig.add_trace(_profile_line(sort_within_layers(values, layers), layers, mode="lines", name=name,
+                                    line=dict(color=colour, width=1.4),
+                                    hovertemplate=f"{name}<br>z = %{{y:.2f}}<br>%{{text}} (sorted)<extra></extra>"))
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
     _base_layout(fig, 380, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     _layer_bands(fig, layers)
@@ -151,9 +230,9 @@ def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
     mean_raw = np.asarray(mean_raw, dtype=float)
     # one SVG marker per filter is fine for small nets; ResNet-50's ~26k filters draw much faster as a line
     mode = "markers" if len(mean_raw) <= MAX_MARKERS else "lines"
-    fig = go.Figure(go.Scatter(x=np.arange(len(mean_raw)), y=mean_raw, mode=mode, line=dict(width=1, color=ACCENT),
-                                 marker=dict(size=3, color=ACCENT), name="mean |grad|",
-                                 hovertemplate="filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
+    fig = go.Figure(_profile_line(mean_raw, layers, mode=mode, line=dict(width=1, color=ACCENT),
+                                  marker=dict(size=3, color=ACCENT), name="mean |grad|",
+                                  hovertemplate="%{text}<br>filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
     positive = mean_raw[mean_raw > 0]
     fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
     _base_layout(fig, 340, showlegend=False)
@@ -171,13 +250,17 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
     if not filters:
         return empty_figure("no filters")
     chosen = set(int(s) for s in selected)
-    labels = [filter_label(f) for f in filters]
+    full = [filter_label(f) for f in filters]
+    labels = [fit_label(label) for label in full]
+    if len(set(labels)) < len(labels):  # shortening made two bars alike: they would be drawn as one
+        labels = full
     colours = [WRONG if int(f["filter"]) in chosen else ACCENT for f in filters]
     fig = go.Figure(go.Bar(
         x=[float(f["z"]) for f in filters], y=labels, orientation="h", marker_color=colours,
-        customdata=[int(f["filter"]) for f in filters],
+        customdata=[int(f["filter"]) for f in filters], hovertext=full,
         text=[f"{float(f['z']):.1f}" for f in filters], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it<extra></extra>",
+        hovertemplate="%{hovertext}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it"
+                      "<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", showgrid=False)
     z = [float(f["z"]) for f in filters]
@@ -192,15 +275,14 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
 def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = ()) -> go.Figure:
     """The full standardized profile of one sample in filter order, its top filters marked."""
     profile = np.asarray(profile, dtype=float)
-    x = np.arange(len(profile))
-    fig = go.Figure(go.Scatter(x=x, y=profile, mode="lines", line=dict(color=MUTED, width=1), name="profile",
-                                 hovertemplate="filter %{x}<br>z = %{y:.2f}<extra></extra>"))
+    fig = go.Figure(_profile_line(profile, layers, mode="lines", line=dict(color=MUTED, width=1), name="profile",
+                                  hovertemplate="%{text}<br>filter %{x}<br>z = %{y:.2f}<extra></extra>"))
     marked = np.asarray([m for m in marked if 0 <= int(m) < len(profile)], dtype=int)
     if marked.size:
         fig.add_trace(go.Scatter(x=marked, y=profile[marked], mode="markers", name="top filters",
                                    marker=dict(color=WRONG, size=8, line=dict(color="white", width=1)),
-                                   customdata=marked,
-                                   hovertemplate="filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
+                                   customdata=marked, text=filter_hover_names(layers, marked),
+                                   hovertemplate="%{text}<br>filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
     fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
     _base_layout(fig, 300, showlegend=False)
     _layer_bands(fig, layers)

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from backend.errors import PSSError
-from backend.saliency import FilterLayout, SaliencyStats, UnsupportedModel, profile_batch
-from backend.models import weights_sha256
+from backend.saliency import SaliencyStats, UnsupportedModel, profile_batch
+from backend.models import InputSpec, model_input_spec, weights_sha256
 from backend.store import artifacts as store
-from backend.store import search
+from backend.store import filter_layout, search
 from backend.store.manifest import MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord
 from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
 
@@ -88,13 +88,16 @@ def run_precompute(
     num_workers: int = 0,
     class_names: list[str] | None = None,
     show_progress: bool | None = None,
+    params: str = "conv",
 ) -> Manifest | None:
     """Writes (or resumes, or finds up to date) the artifacts dir ``out_dir``; returns its manifest (on rank 0;
     None on the other ranks).
 
     ``dataset`` yields ``(image tensor, label)`` and has ``fingerprint()`` and ``class_names``; a
-    ``tensors()`` method returning in-memory ``(images, labels)`` is used when present. Only the first
-    ``limit`` samples are processed when given. ``force`` discards whatever ``out_dir`` holds from earlier
+    ``tensors()`` method returning in-memory ``(images, labels)`` is used when present; its ``preprocess`` (a
+    ``backend.data.Preprocess``), when it has one, is recorded in the manifest for every later consumer. Only
+    the first ``limit`` samples are processed when given. ``params`` chooses the filters (conv | linear |
+    conv+linear). ``force`` discards whatever ``out_dir`` holds from earlier
     runs (only the files this job writes).
     """
     if index not in search.INDEX_KINDS:
@@ -107,7 +110,8 @@ def run_precompute(
     if total < 2:
         raise PSSError(f"need at least 2 samples to standardize profiles; the dataset gives {total}")
     device = next(model.parameters()).device
-    layout = FilterLayout.from_model(model)
+    layout = filter_layout(model, params)
+    preprocess = getattr(getattr(dataset, "preprocess", None), "spec", None)
     job = {
         "model_spec": model_spec,
         "weights_sha256": weights_sha256(model),
@@ -121,6 +125,7 @@ def run_precompute(
         "feature_layer": feature_layer,
         "dtype": str(next(model.parameters()).dtype),
     }
+    job.update(_settings_beyond_the_spec(model_spec, model, params, preprocess))
     key = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
     shards = out / SHARDS_DIR
 
@@ -161,9 +166,20 @@ def run_precompute(
     stats = _merged_stats(shards, num_shards, layout.num_filters, ranks, device)
     if ranks.rank != 0:
         return None
-    manifest = _assemble(out, shards, num_shards, job, key, layout, stats, index, class_names)
+    manifest = _assemble(out, shards, num_shards, job, key, layout, stats, index, class_names, params, preprocess)
     shutil.rmtree(shards)
     return manifest
+
+
+def _settings_beyond_the_spec(model_spec: str, model: nn.Module, params: str, preprocess: InputSpec | None) -> dict:
+    """Filters and preprocessing enter the job key only where they differ from what the model spec alone gives
+    (params conv, the spec's own preprocessing): dirs written before these settings existed keep their key."""
+    settings = {}
+    if params != "conv":
+        settings["params"] = params
+    if preprocess is not None and preprocess != model_input_spec(model_spec, model):
+        settings["preprocess"] = preprocess.to_dict()
+    return settings
 
 
 def _inspect(out: Path, key: str, index: str, force: bool) -> Manifest | None:
@@ -306,7 +322,8 @@ def _merged_stats(shards: Path, num_shards: int, num_filters: int, ranks: Ranks,
     return stats
 
 
-def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names) -> Manifest:
+def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names, params,
+              preprocess) -> Manifest:
     """Rank 0: the final arrays from the shards (in order), the index, and the manifest last."""
     total = job["num_samples"]
     with np.load(_shard_path(shards, 0), allow_pickle=False) as first:
@@ -369,6 +386,8 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
         index=IndexRecord(index_kind, recall_at_10, index_params),
         versions=_versions(),
         files={name: store.describe_file(out / name) for name in store.DATA_FILES},
+        params=params,
+        preprocess=preprocess,
     )
     manifest.write(out)
     log.info("done: %d samples, %d filters, accuracy %.2f%%", total, layout.num_filters, 100 * manifest.accuracy)

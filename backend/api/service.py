@@ -131,7 +131,7 @@ class Service:
         """Upload bytes -> (model input, display image); CPU work done in the request's thread."""
         image = decode_upload(data, self.settings.max_upload_pixels)
         try:
-            return preprocess_upload(image, self.artifacts.model_spec)
+            return preprocess_upload(image, self.artifacts.model_spec, self.artifacts.manifest.preprocess)
         except PSSError:
             raise
         except Exception as exc:  # malformed metadata (EXIF, ICC) surfaces here as any kind of error

@@ -115,8 +115,7 @@ def _report(args, device, r: dict) -> str:
 
 def _model(spec: str, image_size: int | None):
     """The model with its weights (random init where nothing is stored), input channels and side."""
-    from backend.data import model_input_transform
-    from backend.models import DEMO_CHECKPOINT, load_model
+    from backend.models import DEMO_CHECKPOINT, load_model, model_input_spec
 
     if spec == "demo" and not DEMO_CHECKPOINT.exists():  # speed does not depend on the trained weights
         from backend.models.demo import DemoResNet
@@ -125,7 +124,8 @@ def _model(spec: str, image_size: int | None):
     else:
         model = load_model(spec)
     default_side = 28 if spec == "demo" else 224
-    return model, model_input_transform(spec).channels, image_size or default_side
+    channels = len(model_input_spec(spec, model).mean)
+    return model, channels, image_size or default_side
 
 
 def _num_classes(model, images) -> int:

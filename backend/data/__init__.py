@@ -1,8 +1,9 @@
 """Dataset specs and upload preprocessing.
 
-``load_dataset(spec, model_spec)`` returns a torch ``Dataset`` of ``(image_tensor, label)``; a sample's id is
-its index, stable for a given dataset. The tensors are preprocessed for ``model_spec``
-(``model_input_transform``, in ``preprocess.py``).
+``load_dataset(spec, model_spec, input_spec=None)`` returns a torch ``Dataset`` of ``(image_tensor, label)``; a
+sample's id is its index, stable for a given dataset. The tensors are preprocessed following ``input_spec``
+(what a run's manifest recorded), or, without it, what ``model_spec`` expects (``model_input_transform``, in
+``preprocess.py``).
 
 Spec forms:
 
@@ -42,6 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch.utils.data import Dataset
 
 from backend.errors import PSSError
+from backend.models import InputSpec
 from backend.models.demo import FASHION_MNIST_CLASSES
 
 from .preprocess import Preprocess, model_input_transform
@@ -72,15 +74,16 @@ __all__ = [
 ]
 
 
-def load_dataset(spec: str, model_spec: str = "demo") -> "FashionMNIST | ImageFolderDataset":
-    """The dataset named by ``spec``, preprocessed for the model named by ``model_spec``."""
+def load_dataset(spec: str, model_spec: str = "demo", input_spec: InputSpec | None = None
+                 ) -> "FashionMNIST | ImageFolderDataset":
+    """The dataset named by ``spec``, preprocessed by ``input_spec``, else for the model named by ``model_spec``."""
     if not isinstance(spec, str) or ":" not in spec:
         raise PSSError(f"bad data spec {spec!r}; {SPEC_FORMS}")
     kind, _, rest = spec.strip().partition(":")
     if kind == "fashion-mnist":
         if rest not in FASHION_MNIST_FILES:
             raise PSSError(f"bad data spec {spec!r}: the split must be 'test' or 'train'; {SPEC_FORMS}")
-        return FashionMNIST(rest, model_input_transform(model_spec))
+        return FashionMNIST(rest, _preprocess(model_spec, input_spec))
     if kind == "imagefolder":
         path, _, query = rest.partition("?")
         classes = None
@@ -91,8 +94,12 @@ def load_dataset(spec: str, model_spec: str = "demo") -> "FashionMNIST | ImageFo
             classes = Path(value).expanduser()
         if not path:
             raise PSSError(f"bad data spec {spec!r}: missing PATH; {SPEC_FORMS}")
-        return ImageFolderDataset(Path(path).expanduser(), model_input_transform(model_spec), classes)
+        return ImageFolderDataset(Path(path).expanduser(), _preprocess(model_spec, input_spec), classes)
     raise PSSError(f"unknown data spec {spec!r}; {SPEC_FORMS}")
+
+
+def _preprocess(model_spec: str, input_spec: InputSpec | None) -> Preprocess:
+    return Preprocess(input_spec) if input_spec is not None else model_input_transform(model_spec)
 
 
 class _PreprocessedDataset(Dataset):
@@ -350,11 +357,13 @@ def to_standard_mode(image: Image.Image, background: int = 255) -> Image.Image:
     return image
 
 
-def preprocess_upload(image: Image.Image, model_spec: str = "demo") -> tuple[torch.Tensor, np.ndarray]:
-    """A user's image -> ``(model input [C, H, W] float32, display uint8 [H, W] or [H, W, 3])``.
+def preprocess_upload(image: Image.Image, model_spec: str = "demo", input_spec: InputSpec | None = None
+                      ) -> tuple[torch.Tensor, np.ndarray]:
+    """A user's image -> ``(model input [C, H, W] float32, display uint8 [H, W] or [H, W, 3])``, preprocessed by
+    ``input_spec`` (the run's, as its manifest recorded it), else for the model named by ``model_spec``.
 
     The display array is the image as the model sees it geometrically, so input-space heatmaps align with it.
     """
-    preprocess = model_input_transform(model_spec)
+    preprocess = _preprocess(model_spec, input_spec)
     geometric = preprocess.geometry(to_standard_mode(image, preprocess.background))
     return preprocess.to_tensor(geometric), np.asarray(geometric, dtype=np.uint8).copy()

@@ -11,6 +11,8 @@ import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
 
+from torch import nn
+
 from backend.models import InputSpec, model_input_spec
 
 
@@ -69,19 +71,10 @@ def _resize(image: Image.Image, size, interpolation) -> Image.Image:
     return TF.resize(image, list(size) if isinstance(size, tuple) else [size], interpolation=interpolation)
 
 
-def _center_crop(image: Image.Image, size: int) -> Image.Image:
-    return TF.center_crop(image, [size])
+def _center_crop(image: Image.Image, size: int | tuple[int, int]) -> Image.Image:
+    return TF.center_crop(image, list(size) if isinstance(size, tuple) else [size])
 
 
-def _resize(image: Image.Image, size, interpolation) -> Image.Image:
-    """torchvision's resize rule: an int resizes the shorter side (aspect kept), a pair is (height, width)."""
-    return TF.resize(image, list(size) if isinstance(size, tuple) else [size], interpolation=interpolation)
-
-
-def _center_crop(image: Image.Image, size: int) -> Image.Image:
-    return TF.center_crop(image, [size])
-
-
-def model_input_transform(spec: str) -> Preprocess:
+def model_input_transform(spec: str, model: nn.Module | None = None) -> Preprocess:
     """PIL image -> model input tensor, for the model named by ``spec`` (see ``model_input_spec``)."""
-    return Preprocess(model_input_spec(spec))
+    return Preprocess(model_input_spec(spec, model))

@@ -23,7 +23,9 @@ class ModelFamily:
     parse: Callable[[str, str], dict]  # (the spec after 'PREFIX:', the whole spec) -> fields; PSSError if bad
     load: Callable[[dict], nn.Module]  # fields -> the model on the CPU
     class_names: Callable[[dict], list[str]]
-    input_spec: Callable[[dict], InputSpec]
+    # fields -> what the model expects; None: the family does not know, so the loaded model's own
+    # ``pretrained_cfg`` says (or ImageNet defaults apply; see ``backend.models.resolve_input_spec``)
+    input_spec: Callable[[dict], InputSpec] | None
 
 
 FAMILIES: dict[str, ModelFamily] = {}

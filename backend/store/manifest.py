@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from backend.errors import PSSError
+from backend.models import InputSpec
 from backend.saliency import FilterLayout
 
 from .atomic import write_json_atomic
@@ -18,7 +19,8 @@ from .atomic import write_json_atomic
 FORMAT = "pss-artifacts"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-SALIENCY_TEXT = "mean |d CrossEntropy / dW| per conv filter, per sample, model in eval mode"
+SALIENCY_TEXT = "mean |d CrossEntropy / dW| per filter, per sample, model in eval mode"
+PARAMS = ("conv", "linear", "conv+linear")  # which weights are filters: FilterLayout.from_model(model, params=...)
 STATS_TEXT = "mean and sample std (ddof=1) of raw profiles; std <= 1e-14 counts as 1"
 COSINE_TEXT = "cosine (inner product of L2-normalized profiles_std)"
 
@@ -67,6 +69,10 @@ class Manifest:
     index: IndexRecord
     versions: dict[str, str]
     files: dict[str, dict]  # file name -> {"bytes", and "shape"/"dtype" or "arrays"}
+    params: str = "conv"  # which weights are filters (PARAMS); dirs written before the field are "conv"
+    # the image pipeline the profiles were computed with; every consumer (datasets, uploads) uses it. None in
+    # dirs written before the field: those used what the model spec gives (backend.models.model_input_spec)
+    preprocess: InputSpec | None = None
 
     @property
     def num_filters(self) -> int:
@@ -95,6 +101,8 @@ class Manifest:
             "class_names": list(self.class_names),
             "accuracy": self.accuracy,
             "layout": self.layout.to_dict(),
+            "params": self.params,
+            "preprocess": None if self.preprocess is None else self.preprocess.to_dict(),
             "engine": {"saliency": SALIENCY_TEXT, **engine,
                        "features": f"input of module {self.engine.feature_layer!r}", "stats": STATS_TEXT},
             "index": {"kind": self.index.kind, "metric": COSINE_TEXT, "recall_at_10": self.index.recall_at_10,
@@ -125,6 +133,8 @@ class Manifest:
             index=IndexRecord(str(kind), recall, index),
             versions=dict(doc["versions"]),
             files=dict(doc["files"]),
+            params=_params(doc.get("params", "conv")),
+            preprocess=None if doc.get("preprocess") is None else InputSpec.from_dict(doc["preprocess"]),
         )
 
     def write(self, directory: Path) -> None:
@@ -152,6 +162,12 @@ class Manifest:
             return cls.from_json(doc)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise PSSError(f"{path} is incomplete ({exc!r}); rerun `pss precompute --force`") from exc
+
+
+def _params(value) -> str:
+    if value not in PARAMS:
+        raise ValueError(f"params {value!r} is not one of {', '.join(PARAMS)}")
+    return str(value)
 
 
 def _written_before_feature_layer(engine: dict) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from backend.models import load_model, resolve_device, weights_sha256
 from backend.saliency import FilterLayout
 
 from .artifacts import Artifacts
+from .manifest import PARAMS
 
 
 @dataclass(frozen=True)
@@ -26,21 +28,37 @@ class Run:
 
 
 def open_run(directory: str | Path, device: str | torch.device = "auto", *, check: bool = True) -> Run:
-    """Opens ``directory`` and loads the model and dataset its manifest names.
+    """Opens ``directory`` and loads the model and dataset its manifest names, the dataset preprocessed exactly as
+    the manifest records (dirs written before that record: as the model spec gives).
 
     ``check`` (the default) refuses, with one line, artifacts made with other weights, another filter layout
     or another dataset; a dataset smaller than the artifacts is always refused.
     """
     artifacts = Artifacts.open(directory)
+    manifest = artifacts.manifest
     device = resolve_device(device)
     model = load_model(artifacts.model_spec, device)
-    dataset = load_dataset(artifacts.data_spec, artifacts.model_spec)
+    dataset = load_dataset(artifacts.data_spec, artifacts.model_spec, manifest.preprocess)
     digest = weights_sha256(model)
     if check:
-        artifacts.check_matches(artifacts.model_spec, digest, FilterLayout.from_model(model), dataset.fingerprint())
+        artifacts.check_matches(artifacts.model_spec, digest, filter_layout(model, manifest.params),
+                                dataset.fingerprint())
     if len(dataset) < artifacts.num_samples:
         raise PSSError(
             f"artifacts in {directory} hold {artifacts.num_samples} samples but dataset "
             f"{artifacts.data_spec!r} has only {len(dataset)}; rerun `pss precompute --force`"
         )
     return Run(artifacts, model, dataset, device, digest)
+
+
+def filter_layout(model: nn.Module, params: str = "conv") -> FilterLayout:
+    """The model's filters for ``--params`` (conv | linear | conv+linear); a model without any is one line."""
+    if params not in PARAMS:
+        raise PSSError(f"unknown --params {params!r}; choose one of {', '.join(PARAMS)}")
+    if params != "conv" and "params" not in inspect.signature(FilterLayout.from_model).parameters:
+        raise PSSError(f"--params {params} needs Linear-layer filters, which this build's saliency engine does not "
+                       "have yet; use --params conv")
+    try:
+        return FilterLayout.from_model(model, params=params) if params != "conv" else FilterLayout.from_model(model)
+    except ValueError as exc:
+        raise PSSError(f"{exc} (--params {params})") from exc

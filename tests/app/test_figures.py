@@ -93,3 +93,64 @@ def test_layer_labels_do_not_crowd():
         [(f"m{i}", 80 + 300 * i, 380 + 300 * i) for i in range(3)]
     ticks = figures.profile_figure(np.zeros(980), layers).layout.xaxis.tickvals
     assert min(np.diff(ticks)) >= 980 / 14
+
+
+def _vit_like_layers():
+    """torchvision vit_b_16's weights with --params conv+linear: 12 blocks of long names, ~85k filters."""
+    names = [("conv_proj.weight", 768)]
+    for block in range(12):
+        prefix = f"encoder.layers.encoder_layer_{block}"
+        names += [(f"{prefix}.self_attention.in_proj_weight", 2304), (f"{prefix}.self_attention.out_proj.weight", 768),
+                  (f"{prefix}.mlp.0.weight", 3072), (f"{prefix}.mlp.3.weight", 768)]
+    names.append(("heads.head.weight", 1000))
+    layers, start = [], 0
+    for name, count in names:
+        layers.append((name, start, start + count))
+        start += count
+    return layers
+
+
+def test_long_profiles_are_drawn_as_an_envelope_that_keeps_every_layers_extremes():
+    layers = _vit_like_layers()
+    total = layers[-1][2]
+    z = np.random.default_rng(0).normal(size=total)
+    z[12345] = 40.0  # a lone spike must survive
+    fig = figures.profile_figure(z, layers, marked=[12345])
+    line = fig.data[0]
+    assert total > 80_000 and len(line.x) <= figures.MAX_POINTS + 2 * len(layers)
+    assert np.array_equal(np.asarray(line.y), z[np.asarray(line.x)])  # real filters, real values
+    assert 12345 in set(line.x)
+    for _, start, stop in layers:
+        shown = [x for x in line.x if start <= x < stop]
+        assert z[shown].max() == z[start:stop].max() and z[shown].min() == z[start:stop].min()
+    # 12345 = 768 (conv_proj) + 6912 (block 0) + 2304 + 768 (block 1 attention) + 1593
+    assert line.text[list(line.x).index(12345)] == "encoder.layers.encoder_layer_1.mlp.0 #1593"
+    assert fig.data[1].text[0].endswith("mlp.0 #1593")
+
+
+def test_long_layer_names_get_short_distinct_axis_labels():
+    layers = _vit_like_layers()
+    labels = figures.layer_labels([name for name, _, _ in layers])
+    assert all(len(label) <= figures.MAX_LABEL for label in labels)
+    assert labels[0] == "conv_proj" and labels[-1] == "heads.head"
+    assert labels[1] == "encoder_layer_0.….in_proj"  # 'encoder' and 'layers' tell no layer apart
+    assert labels[3] == "encoder_layer_0.mlp.0"
+    assert len(set(labels)) == len(labels)
+    ticks = figures.average_profiles_figure(np.zeros(layers[-1][2]), np.zeros(layers[-1][2]), layers).layout.xaxis
+    assert all(len(text) <= figures.MAX_LABEL for text in ticks.ticktext)
+    assert len(figures.raw_gradient_figure(np.ones(layers[-1][2]), layers).data[0].x) <= figures.MAX_POINTS + 100
+
+
+def test_fit_label_keeps_the_ends():
+    assert figures.fit_label("short.name") == "short.name"
+    assert figures.fit_label("a" * 40) == "a" * 13 + "…" + "a" * 14
+    assert figures.fit_label("stages.3.blocks.11.attn.qkv", 20) == "stages.3.….11.….qkv"
+    assert figures.short_layer("attn.in_proj_weight") == "attn.in_proj"
+
+
+def test_top_filters_with_long_layer_names_have_short_labels_and_full_hover():
+    long = "encoder.layers.encoder_layer_11.self_attention.in_proj_weight"
+    filters = [{"filter": 80000 + i, "layer": long, "channel": i, "z": 9.0 - i} for i in range(3)]
+    bar = figures.top_filters_figure(filters).data[0]
+    assert all(len(label) <= figures.MAX_LABEL for label in bar.y) and len(set(bar.y)) == 3
+    assert list(bar.hovertext) == [f"encoder.layers.encoder_layer_11.self_attention.in_proj #{i}" for i in range(3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
 
 import numpy as np
 import pytest
@@ -46,19 +47,21 @@ def test_unknown_weights_name_lists_the_valid_weights():
 
 
 # ------------------------------------------------------------------------------------------ torchvision
-def test_torchvision_random_init_is_seeded_and_in_eval_mode():
+@pytest.mark.parametrize("spec", ["torchvision:resnet18", pytest.param("timm:test_resnet", marks=pytest.mark.skipif(
+    importlib.util.find_spec("timm") is None, reason="timm is an optional extra"))])
+def test_random_init_is_seeded_and_in_eval_mode(spec):
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
-    a = load_model("torchvision:resnet18")
+    a = load_model(spec)
     after = torch.rand(1)
-    b = load_model("torchvision:resnet18")
+    b = load_model(spec)
     assert not a.training and not b.training
     assert weights_sha256(a) == weights_sha256(b)
     assert torch.equal(before, after), "loading must not consume the caller's RNG"
     with torch.no_grad():
         assert a(torch.zeros(1, 3, 64, 64)).shape == (1, 1000)
-    assert model_class_names("torchvision:resnet18") == [f"class {i}" for i in range(1000)]
+    assert model_class_names(spec) == [f"class {i}" for i in range(1000)]
 
 
 @pytest.mark.parametrize("weights", ["IMAGENET1K_V1", "ResNet18_Weights.IMAGENET1K_V1", "DEFAULT"])

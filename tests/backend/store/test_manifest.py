@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -49,3 +50,28 @@ def test_an_incomplete_manifest_is_one_line(copy):
     (directory / "manifest.json").write_text(json.dumps(doc))
     with pytest.raises(PSSError, match="manifest.json is incomplete.*pss precompute --force"):
         Artifacts.open(directory)
+
+
+def test_params_and_preprocessing_round_trip_and_old_dirs_open_without_them(copy):
+    from backend.models import model_input_spec
+
+    manifest = Artifacts.open(copy).manifest
+    spec = model_input_spec("demo").with_overrides(input_size=24)
+    richer = dataclasses.replace(manifest, params="conv", preprocess=spec)
+    again = Manifest.from_json(json.loads(json.dumps(richer.to_json())))
+    assert again == richer and again.preprocess.source == "flags"
+
+    doc = json.loads((copy / "manifest.json").read_text())
+    doc.pop("params", None)
+    doc.pop("preprocess", None)
+    (copy / "manifest.json").write_text(json.dumps(doc))
+    old = Artifacts.open(copy).manifest
+    assert (old.params, old.preprocess) == ("conv", None)
+
+
+def test_unknown_params_in_a_manifest_is_one_line(copy):
+    doc = json.loads((copy / "manifest.json").read_text())
+    doc["params"] = "everything"
+    (copy / "manifest.json").write_text(json.dumps(doc))
+    with pytest.raises(PSSError, match="incomplete .*params 'everything' is not one of conv, linear, conv\\+linear"):
+        Artifacts.open(copy)

@@ -1,0 +1,25 @@
+"""Measures for docs/results.md: do failure modes separate confusion pairs, and are a confusion's top
+filters' reference samples dominated by that confusion?"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def confusion_ami(cluster_of, labels, preds) -> float:
+    """Adjusted mutual information between the clusters of the mistakes and their (true, pred) pairs:
+    0 for clusters unrelated to the pairs (chance-corrected), 1 for the same partition."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
+    pair = labels * (max(int(labels.max(initial=0)), int(preds.max(initial=0))) + 1) + preds
+    return float(adjusted_mutual_info_score(pair, np.asarray(cluster_of)))
+
+
+def reference_dominance(reference_ids: np.ndarray, filters, pair_ids, num_samples: int) -> dict:
+    """How much of the reference samples (``reference_ids[F, K]`` from ``TopK``) of ``filters`` are the
+    pair's own mistakes (``pair_ids``), against the share those mistakes have in the dataset (the rate
+    expected by chance)."""
+    chosen = np.asarray(reference_ids)[np.asarray(filters, dtype=np.int64)].ravel()
+    own = np.isin(chosen, np.asarray(pair_ids)).mean() if chosen.size else 0.0
+    return {"fraction": float(own), "base_rate": float(len(pair_ids) / num_samples), "references": int(chosen.size)}

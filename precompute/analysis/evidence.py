@@ -6,14 +6,17 @@ from __future__ import annotations
 import numpy as np
 
 
-def confusion_ami(cluster_of, labels, preds) -> float:
-    """Adjusted mutual information between the clusters of the mistakes and their (true, pred) pairs:
-    0 for clusters unrelated to the pairs (chance-corrected), 1 for the same partition."""
+def ami(cluster_of, groups) -> float:
+    """Adjusted mutual information of two labelings: 0 when unrelated (chance-corrected), 1 when equal."""
     from sklearn.metrics import adjusted_mutual_info_score
 
+    return float(adjusted_mutual_info_score(np.asarray(groups), np.asarray(cluster_of)))
+
+
+def confusion_ami(cluster_of, labels, preds) -> float:
+    """``ami`` of the clusters of the mistakes against their (true, pred) pairs."""
     labels, preds = np.asarray(labels, dtype=np.int64), np.asarray(preds, dtype=np.int64)
-    pair = labels * (max(int(labels.max(initial=0)), int(preds.max(initial=0))) + 1) + preds
-    return float(adjusted_mutual_info_score(pair, np.asarray(cluster_of)))
+    return ami(cluster_of, labels * (max(int(labels.max(initial=0)), int(preds.max(initial=0))) + 1) + preds)
 
 
 def reference_dominance(reference_ids: np.ndarray, filters, pair_ids, num_samples: int) -> dict:

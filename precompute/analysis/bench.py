@@ -27,7 +27,7 @@ import numpy as np
 from .failure_modes import cluster_points, describe_modes
 from .fingerprints import Fingerprints
 from .maps import embed, reduce_rows
-from .reference import DEFAULT_K, TopK
+from .reference import DEFAULT_K, TopK, channel_maxima
 
 RESNET50_FILTERS = 26_560
 RESNET50_FEATURES = 2048
@@ -45,10 +45,16 @@ def parse_args(argv):
     parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"reference samples per filter (default {DEFAULT_K})")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="thread counts for the final step")
     parser.add_argument("--full-map", action="store_true", help="also map all --samples rows (minutes)")
+    parser.add_argument("--model", default=None,
+                        help="also time channel_maxima against a plain forward of this model SPEC (e.g. torchvision:resnet50)")
+    parser.add_argument("--image-size", type=int, default=224, help="input size for --model (default 224)")
+    parser.add_argument("--batch-size", type=int, default=8, help="batch for --model (default 8)")
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds for --model, after one warm-up (default 3)")
     parser.add_argument("--dir", default=None, help="where to write the temporary data (default: system temp)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if min(args.samples, args.filters, args.features, args.classes, args.shard_rows, args.k, *args.threads) < 1:
+    if min(args.samples, args.filters, args.features, args.classes, args.shard_rows, args.k, args.image_size,
+           args.batch_size, args.rounds, *args.threads) < 1:
         parser.error("sizes, --k and --threads must be positive")
     if not 0 < args.mistake_rate < 1:
         parser.error("--mistake-rate must lie strictly between 0 and 1")
@@ -145,8 +151,35 @@ def full_map(z, threads: int, seed: int) -> dict:
     return times
 
 
+def activation_cost(args) -> dict:
+    """Median per-image (wall, CPU) seconds of a plain no-grad forward and of ``channel_maxima`` (the same
+    forward plus a max-reduction hook on every conv output), on random images, torch's current threads."""
+    import torch
+
+    from backend.models import load_model
+
+    model = load_model(args.model)
+    images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(args.seed))
+    runs = {"plain forward": lambda: model(images), "channel_maxima (forward + hooks)": lambda: channel_maxima(model, images)}
+    rounds = {name: [] for name in runs}
+    with torch.no_grad():
+        for round_ in range(args.rounds + 1):
+            for name, run in runs.items():
+                wall, cpu = time.perf_counter(), time.process_time()
+                run()
+                if round_:  # the first round warms up
+                    rounds[name].append(((time.perf_counter() - wall) / args.batch_size, (time.process_time() - cpu) / args.batch_size))
+    return {name: tuple(float(np.median([r[i] for r in times])) for i in (0, 1)) for name, times in rounds.items()}
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.model:
+        costs = activation_cost(args)
+        print(f"{args.model}, {args.image_size}x{args.image_size}, batch {args.batch_size}, median of {args.rounds} rounds "
+              "(wall ms / CPU ms per image):")
+        for name, (wall, cpu) in costs.items():
+            print(f"  {name:34s} {1000 * wall:8.1f} {1000 * cpu:8.1f}")
     n, f = args.samples, args.filters
     print(f"synthetic standardized profiles {n:,} x {f:,} float32 ({n * f * 4 / 1e9:.2f} GB), {args.classes} classes, "
           f"{args.mistake_rate:.0%} mistakes; shards of {args.shard_rows} rows; K={args.k}")

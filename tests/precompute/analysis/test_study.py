@@ -33,7 +33,8 @@ def test_study_refuses_a_dir_without_artifacts(tmp_path, capsys):
 
 def test_bench_runs_on_a_small_size(tmp_path, capsys):
     assert bench.main(["--samples", "400", "--filters", "64", "--features", "16", "--classes", "5",
-                       "--shard-rows", "128", "--threads", "1", "--dir", str(tmp_path)]) == 0
+                       "--shard-rows", "128", "--threads", "1", "--dir", str(tmp_path),
+                       "--model", "torchvision:resnet18", "--image-size", "32", "--batch-size", "2", "--rounds", "1"]) == 0
     out = capsys.readouterr().out
-    assert "saliency top-K" in out and "failure modes" in out and "added by the analysis" in out
+    assert "channel_maxima (forward + hooks)" in out and "saliency top-K" in out and "failure modes" in out and "added by the analysis" in out
     assert not list(tmp_path.iterdir())  # the synthetic data is removed

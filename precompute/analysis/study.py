@@ -6,7 +6,8 @@ Prints JSON: (1) adjusted mutual information between the k-means failure modes o
 (true, pred) pairs, clustering in saliency space (``profiles_std``) and, identically, in feature space
 (``features.npy``), per seed and k, also against the true and the predicted class alone; (2) for every confusion pair with at least ``--min-count`` mistakes,
 the share of its top filters' reference samples (top-K by standardized saliency over the whole dataset)
-that are that pair's own mistakes, against the pair's share of the dataset and of the mistakes.
+that are that pair's own mistakes, against the pair's share of the dataset and of the mistakes; and the
+same with the filters chosen on half of the pair's mistakes and only the other half counted (held out).
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ def parse_args(argv):
     parser.add_argument("--k", type=int, default=DEFAULT_K, help=f"reference samples per filter (default {DEFAULT_K})")
     parser.add_argument("--min-count", type=int, default=10, help="pairs with fewer mistakes are skipped (default 10)")
     return parser.parse_args(argv)
+
+
+def top_filters(mean_z: np.ndarray, count: int) -> np.ndarray:
+    """The ``count`` filters of largest mean z, ties by smaller id."""
+    return np.lexsort((np.arange(mean_z.size), -mean_z))[:count]
 
 
 def main(argv=None) -> int:
@@ -87,13 +93,19 @@ def main(argv=None) -> int:
     for (true, pred), mean_z, count in zip(pairs.tolist(), means, counts.tolist()):
         if count < args.min_count:
             continue
-        filters = np.lexsort((np.arange(mean_z.size), -mean_z))[: args.top_filters]
+        filters = top_filters(mean_z, args.top_filters)
         own = wrong[(labels[wrong] == true) & (preds[wrong] == pred)]
         measured = reference_dominance(reference_ids, filters, own, labels.size)
         mistakes = float(np.isin(reference_ids[filters].ravel(), wrong).mean())
+        # The filters were chosen on these very mistakes; held out: choose them on every other mistake of
+        # the pair and count only the remaining ones among the references.
+        chosen, held_out = own[::2], own[1::2]
+        held_filters = top_filters(np.asarray(z[chosen], dtype=np.float64).mean(axis=0), args.top_filters)
+        held = reference_dominance(reference_ids, held_filters, held_out, labels.size)
         report["dominance"].append({
             "true": true, "pred": pred, "count": count, **measured,
             "share_of_mistakes": round(count / wrong.size, 4), "any_mistake": mistakes,
+            "held_out_fraction": held["fraction"], "held_out_share_of_mistakes": round(held_out.size / wrong.size, 4),
         })
     print(json.dumps(report, indent=1))
     return 0

@@ -1,13 +1,15 @@
 """What issue 12's analysis adds to a precompute job at ImageNet size, on synthetic profiles.
 
     python -m precompute.analysis.bench [--samples 50000] [--filters 26560] [--threads 1 2] [--full-map]
+    python -m precompute.analysis.bench --model torchvision:resnet50 --model-only
 
 Streaming parts, per shard of ``--shard-rows`` rows, timed next to a plain float32 pass over the same
 shard (read it and sum it): the saliency top-K (on standardized rows), the activation top-K (on a second,
 independent stream of the same size, standing in for the channel maxima), and the fingerprints. Then the
 final step on the mistakes: PCA + t-SNE map in saliency space and in feature space, k-means failure
 modes and their descriptions. With ``--full-map``, also the map of all ``--samples`` rows. Each final
-step runs once per ``--threads`` value (BLAS, OpenMP and openTSNE limited to it).
+step runs once per ``--threads`` value (BLAS, OpenMP and openTSNE limited to it). With ``--model``, first
+the activation side: ``channel_maxima`` (a forward with a max hook per conv) against a plain forward.
 
 The synthetic data is written to a temporary .npy under ``--dir`` (samples x filters x 4 bytes, 5.3 GB by
 default) and deleted afterwards: a class centre plus noise for correct samples, a mix of the true and the
@@ -47,6 +49,7 @@ def parse_args(argv):
     parser.add_argument("--full-map", action="store_true", help="also map all --samples rows (minutes)")
     parser.add_argument("--model", default=None,
                         help="also time channel_maxima against a plain forward of this model SPEC (e.g. torchvision:resnet50)")
+    parser.add_argument("--model-only", action="store_true", help="with --model: time only that, no synthetic profiles")
     parser.add_argument("--image-size", type=int, default=224, help="input size for --model (default 224)")
     parser.add_argument("--batch-size", type=int, default=8, help="batch for --model (default 8)")
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds for --model, after one warm-up (default 3)")
@@ -56,6 +59,8 @@ def parse_args(argv):
     if min(args.samples, args.filters, args.features, args.classes, args.shard_rows, args.k, args.image_size,
            args.batch_size, args.rounds, *args.threads) < 1:
         parser.error("sizes, --k and --threads must be positive")
+    if args.model_only and not args.model:
+        parser.error("--model-only needs --model")
     if not 0 < args.mistake_rate < 1:
         parser.error("--mistake-rate must lie strictly between 0 and 1")
     return args
@@ -180,6 +185,8 @@ def main(argv=None) -> int:
               "(wall ms / CPU ms per image):")
         for name, (wall, cpu) in costs.items():
             print(f"  {name:34s} {1000 * wall:8.1f} {1000 * cpu:8.1f}")
+        if args.model_only:
+            return 0
     n, f = args.samples, args.filters
     print(f"synthetic standardized profiles {n:,} x {f:,} float32 ({n * f * 4 / 1e9:.2f} GB), {args.classes} classes, "
           f"{args.mistake_rate:.0%} mistakes; shards of {args.shard_rows} rows; K={args.k}")

@@ -38,3 +38,10 @@ def test_bench_runs_on_a_small_size(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "channel_maxima (forward + hooks)" in out and "saliency top-K" in out and "failure modes" in out and "added by the analysis" in out
     assert not list(tmp_path.iterdir())  # the synthetic data is removed
+
+
+def test_bench_model_only_times_just_the_model(capsys):
+    assert bench.main(["--model", "torchvision:resnet18", "--model-only", "--image-size", "32", "--batch-size", "2",
+                       "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "plain forward" in out and "synthetic" not in out

@@ -2,11 +2,10 @@
 confusion pairs and the filters its members share.
 
 Clustering runs on the same L2-normalized, PCA-reduced points as the map (``maps.reduce_rows``), so the
-two views agree on geometry. Why k-means and not HDBSCAN (see docs/benchmarks.md): every mistake gets a
-mode (HDBSCAN labels a large share of points in 50 dimensions as noise, which the map could not colour),
-the cost is O(n k d) per iteration (HDBSCAN's mutual-reachability graph is near-quadratic in 50
-dimensions), and a seed fixes the answer. Its price is choosing k; ``default_clusters`` ties it to the
-number of mistakes and the value used is returned with the params.
+two views agree on geometry. Why k-means and not HDBSCAN (measured in docs/benchmarks.md): every mistake
+gets a mode (on the demo HDBSCAN left 5-24% of the mistakes as noise, which the map could not colour),
+the cost is O(n k d) per iteration, and a seed fixes the answer. Its price is choosing k;
+``default_clusters`` ties it to the number of mistakes and the value used is returned with the params.
 """
 
 from __future__ import annotations

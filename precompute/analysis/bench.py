@@ -1,7 +1,7 @@
 """What issue 12's analysis adds to a precompute job at ImageNet size, on synthetic profiles.
 
     python -m precompute.analysis.bench [--samples 50000] [--filters 26560] [--threads 1 2] [--full-map]
-    python -m precompute.analysis.bench --model torchvision:resnet50 --model-only
+    python -m precompute.analysis.bench --model torchvision:resnet50 --model-only --threads 1
 
 Streaming parts, per shard of ``--shard-rows`` rows, timed next to a plain float32 pass over the same
 shard (read it and sum it): the saliency top-K (on standardized rows), the activation top-K (on a second,
@@ -158,12 +158,22 @@ def full_map(z, threads: int, seed: int) -> dict:
 
 def activation_cost(args) -> dict:
     """Median per-image (wall, CPU) seconds of a plain no-grad forward and of ``channel_maxima`` (the same
-    forward plus a max-reduction hook on every conv output), on random images, torch's current threads."""
+    forward plus a max-reduction hook on every conv output), on random images, with the first ``--threads``."""
     import torch
 
     from backend.models import load_model
 
-    model = load_model(args.model)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads[0])
+    try:
+        return _activation_rounds(load_model(args.model), args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _activation_rounds(model, args) -> dict:
+    import torch
+
     images = torch.randn(args.batch_size, 3, args.image_size, args.image_size, generator=torch.Generator().manual_seed(args.seed))
     runs = {"plain forward": lambda: model(images), "channel_maxima (forward + hooks)": lambda: channel_maxima(model, images)}
     rounds = {name: [] for name in runs}
@@ -181,7 +191,8 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.model:
         costs = activation_cost(args)
-        print(f"{args.model}, {args.image_size}x{args.image_size}, batch {args.batch_size}, median of {args.rounds} rounds "
+        print(f"{args.model}, {args.image_size}x{args.image_size}, batch {args.batch_size}, {args.threads[0]} torch thread(s), "
+              f"median of {args.rounds} rounds "
               "(wall ms / CPU ms per image):")
         for name, (wall, cpu) in costs.items():
             print(f"  {name:34s} {1000 * wall:8.1f} {1000 * cpu:8.1f}")

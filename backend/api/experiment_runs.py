@@ -21,6 +21,7 @@ from backend.experiments import NAMES
 from .jobs import JobHandle
 
 NICENESS = 10
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 STOP_GRACE_S = 5.0
 
 
@@ -40,7 +41,7 @@ def run_experiments(handle: JobHandle, artifacts: Path, names: list[str], quick:
     errors = tempfile.TemporaryFile("w+")  # a file, not a pipe: a chatty child can never block on it
     process = subprocess.Popen(
         command(artifacts, names, quick, device), stdout=subprocess.PIPE, stderr=errors, text=True,
-        env=env, start_new_session=True, preexec_fn=lambda: os.nice(NICENESS),
+        env=env, start_new_session=True, preexec_fn=_lower_priority,
     )
     stop_when_cancelled = _Watch(handle, process)
     started: list[str] = []
@@ -64,6 +65,18 @@ def run_experiments(handle: JobHandle, artifacts: Path, names: list[str], quick:
         last = messages
         raise RuntimeError(last[-1] if last else f"pss experiments exited with status {code}")
     return {"experiments": list(started), "quick": quick}
+
+
+def _lower_priority() -> None:
+    """In the child before exec: a lower CPU priority, and (Linux) SIGTERM when the server dies uncleanly,
+    so that no run outlives its server."""
+    os.nice(NICENESS)
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
 
 
 class _Watch:

@@ -38,6 +38,12 @@ def _pts(stat: dict, index: int | None = None) -> str:
     return f"{100 * mean:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
+def _rho(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    return f"ρ {stat['mean']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
+
+
 def headline(name: str, doc: dict) -> str:
     """One sentence with the experiment's key numbers (95% bootstrap CIs in brackets)."""
     res, n = doc["results"], doc["num_samples"]
@@ -75,9 +81,18 @@ def headline(name: str, doc: dict) -> str:
                 f"{res['random']['salient_filters_z_change']['mean']:+.2f} z ({n} samples).")
     if name == "gradcam":
         rho = res["spearman"]
-        return (f"Spearman correlation between the input-space map and Grad-CAM: {rho['mean']:.2f} "
+        text = (f"Spearman correlation between the input-space map and Grad-CAM: {rho['mean']:.2f} "
                 f"[{rho['low']:.2f}, {rho['high']:.2f}]; overlap of their top 5% pixels: "
                 f"{_pct(res['top_overlap'])} (chance {100 * res['chance_top_overlap']:.1f}%; {n} samples).")
+        pairs = res.get("pairs")
+        if pairs:
+            control, own = pairs["input_gradient_vs_gradcam"], pairs["input_saliency_vs_input_gradient"]
+            size = "x".join(str(v) for v in res.get("feature_size") or [])
+            text += (f" Control, the plain input gradient vs Grad-CAM: {_rho(control['spearman'])}; at Grad-CAM's "
+                     f"{size} resolution: {_rho(pairs['input_saliency_vs_gradcam']['spearman_feature_resolution'])} "
+                     f"(input-space map) vs {_rho(control['spearman_feature_resolution'])} (input gradient). "
+                     f"Input-space map vs input gradient: {_rho(own['spearman'])}.")
+        return text
     rho = res["input_saliency_spearman"]["mean"]
     cam = res["gradcam_spearman"]["mean"]
     last = len(rho) - 1

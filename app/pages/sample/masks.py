@@ -88,7 +88,8 @@ def result(client: BackendClient, subject: Subject, percent: float, mode: str, t
         html.Span(f"{class_name(names, target)} {float(answer['before']['probs'][target]):.0%} → "
                   f"{float(answer['after']['probs'][target]):.0%}; top filters' z {mean_change:+.2f} on average"),
     ], className="prune-summary", id=sid("mask-summary"))
-    probs = figures.probability_figure(names, answer["before"]["probs"], answer["after"]["probs"], detail.get("label"))
+    probs = figures.probability_figure(names, answer["before"]["probs"], answer["after"]["probs"], detail.get("label"),
+                                       change="masking")
     return image, [summary, dcc.Graph(figure=probs, config={"displayModeBar": False}, id=sid("mask-probs")),
                    dcc.Graph(figure=filters_figure(answer["filters"][:SHOWN_FILTERS]),
                              config={"displayModeBar": False}, id=sid("mask-filters"))]

@@ -63,7 +63,8 @@ def result(client: BackendClient, subject: Subject, top_k: int, mode: str, step:
         html.Span(f" ({float(answer['after']['probs'][after]):.0%})"),
         html.Span(flip, className=f"flip {flip_class}"),
     ], className="prune-summary", id=sid("fix-summary"))
-    probs = figures.probability_figure(names, answer["before"]["probs"], answer["after"]["probs"], label)
+    probs = figures.probability_figure(names, answer["before"]["probs"], answer["after"]["probs"], label,
+                                       change="the step")
     rows, fixed = [], 0
     for nb in answer["neighbors"]:
         nb_b, nb_a = int(nb["before"]["pred"]), int(nb["after"]["pred"])

@@ -34,7 +34,7 @@ def command(artifacts: Path, names: list[str], quick: bool, device: str) -> list
 
 def run_experiments(handle: JobHandle, artifacts: Path, names: list[str], quick: bool, device: str) -> dict:
     """Runs the child to the end (or until cancelled), updating the job's progress; the result names the
-    experiments whose results were written."""
+    experiments that ran and where their results are served."""
     env = dict(os.environ)
     root = str(Path(backend.__file__).resolve().parents[1])  # the child imports this same code
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
@@ -64,7 +64,8 @@ def run_experiments(handle: JobHandle, artifacts: Path, names: list[str], quick:
     if code != 0:
         last = messages
         raise RuntimeError(last[-1] if last else f"pss experiments exited with status {code}")
-    return {"experiments": list(started), "quick": quick}
+    return {"experiments": list(started), "quick": quick,
+            "results": [f"/api/experiments/{name}" for name in started]}
 
 
 def _lower_priority() -> None:

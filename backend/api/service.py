@@ -237,9 +237,10 @@ class Service:
             query = s.id
         else:
             query = s.z if space == "saliency" else s.features
-        hits = self.artifacts.neighbors(query, k=k + (s.kind == "sample"), layers=layers, space=space,
+        itself = s.kind == "sample" and not isinstance(query, int)  # a re-targeted sample finds itself: drop it
+        hits = self.artifacts.neighbors(query, k=k + itself, layers=layers, space=space,
                                         misclassified_only=misclassified_only)
-        hits = [h for h in hits if not (s.kind == "sample" and h["id"] == s.id)][:k]
+        hits = [h for h in hits if not (itself and h["id"] == s.id)][:k]
         return [{"id": int(h["id"]), "score": float(h["score"]), "label": int(self.labels[h["id"]]),
                  "pred": int(self.preds[h["id"]])} for h in hits]
 

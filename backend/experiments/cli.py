@@ -36,8 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "spinning threads per process are many times slower than one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--quick", action="store_true",
-                        help=f"a seeded subset of {QUICK_LIMIT} mistakes per experiment (what the dashboard's "
-                             "'run all, quick' runs; about 3 minutes for all on the demo on 2 cores); --limit wins")
+                        help=f"a seeded subset of {QUICK_LIMIT} mistakes per experiment and fewer settings for the "
+                             "slowest ones (what the dashboard's 'run all, quick' runs; docs/benchmarks.md has its "
+                             "time on the demo); --limit and the experiments' flags win")
     parser.add_argument("--progress-lines", action="store_true",
                         help="progress as plain lines on stdout ('start NAME', 'progress DONE TOTAL'), for programs")
 
@@ -92,9 +93,10 @@ def load_context(args: argparse.Namespace) -> Context:
 
 
 def options(args: argparse.Namespace, name: str) -> dict:
-    """The runner's keyword arguments that were given on the command line."""
+    """The runner's keyword arguments: its quick settings under --quick, then those given on the command line."""
     given = {flag.option: getattr(args, _dest(flag)) for flag in EXPERIMENTS[name].flags}
-    return {option: value for option, value in given.items() if value is not None}
+    quick = dict(EXPERIMENTS[name].quick) if args.quick else {}
+    return quick | {option: value for option, value in given.items() if value is not None}
 
 
 def run(args: argparse.Namespace) -> int:

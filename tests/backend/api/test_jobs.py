@@ -97,7 +97,8 @@ def test_experiment_run_from_the_api(own_server):
         assert client.get("/api/health").status_code == 200  # the server answers meanwhile
         job, seen = poll(client, job_id)
         assert job["state"] == "done", job
-        assert job["result"] == {"experiments": ["neighbors"], "quick": True}
+        assert job["result"] == {"experiments": ["neighbors"], "quick": True,
+                                 "results": ["/api/experiments/neighbors"]}
         assert seen == sorted(seen) and job["progress"] == 1.0
         doc = json.loads((directory / "experiments" / "neighbors.json").read_text())
         assert "--quick" in doc["command"]

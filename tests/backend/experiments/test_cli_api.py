@@ -80,3 +80,18 @@ def test_cli_quick_with_progress_lines(run_dir, capsys, monkeypatch):
     assert "progress 2 2" in lines
     doc = json.loads((run_dir / "experiments" / "masking.json").read_text())
     assert doc["num_samples"] == 2 and doc["command"].endswith("--which neighbors,masking --quick")
+
+
+def test_quick_options_and_flags():
+    from argparse import Namespace
+
+    from backend.experiments import cli
+
+    def args(**given):
+        values = {"quick": True, "step_size": None, "noise_std": None, "mask_percent": None} | given
+        return Namespace(**values)
+
+    assert cli.options(args(), "finetuning") == {"ns": (1, 5, 25, 100)}
+    assert cli.options(args(step_size=0.01), "finetuning") == {"ns": (1, 5, 25, 100), "step_size": 0.01}
+    assert cli.options(args(quick=False), "finetuning") == {}
+    assert cli.options(args(), "sanity") == {"max_samples": 16, "stats_samples": 128}

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
 from .schemas import Prediction, PrunedNeighbor
 
+ID = Annotated[int, Field(ge=0, le=2**53)]  # ids and classes: bounded, so no huge number reaches numpy
 SEED = Field(0, ge=0, le=2**32 - 1, description="seed of `random` mode, so answers are reproducible")
 
 
@@ -59,9 +60,9 @@ class FinetuneOut(BaseModel):
 class GroupIn(BaseModel):
     """The group (exactly one of sample_ids, confusion, failure_mode) and the intervention's parameters."""
 
-    sample_ids: list[int] | None = Field(None, min_length=1, max_length=1000)
-    confusion: tuple[int, int] | None = Field(None, description="[true class, predicted class]")
-    failure_mode: int | None = Field(None, ge=0, description="a failure mode's cluster id")
+    sample_ids: list[ID] | None = Field(None, min_length=1, max_length=1000)
+    confusion: tuple[ID, ID] | None = Field(None, description="[true class, predicted class]")
+    failure_mode: ID | None = Field(None, description="a failure mode's cluster id")
     top_k: int = Field(10, ge=1, description="filters shared by the group (highest mean z)")
     mode: Literal["salient", "random", "least"] = "salient"
     step: float = Field(0.001, gt=0, le=10, description="finetune only: plain SGD step size")

@@ -27,7 +27,8 @@ async def finetune(body: GroupIn = Body(...), service: Service = Depends(get_ser
     return await _intervene(service, "finetune", body)
 
 
-@router.post("/export", response_class=Response, responses={200: {"content": {"application/octet-stream": {}}}},
+@router.post("/export", response_class=Response,
+             responses={**BODY_ERRORS, 200: {"content": {"application/octet-stream": {}}}},
              summary="the patched weights as a safetensors state dict (load with checkpoint:PATH:ARCH)")
 async def export(body: ExportIn = Body(...), service: Service = Depends(get_service)) -> Response:
     data = await groups.export(service, body)

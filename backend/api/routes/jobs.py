@@ -13,13 +13,15 @@ from ..deps import get_service
 from ..jobs import Busy
 from ..schemas_whatif import JobOut, RunIn
 from ..service import NotFound, Service
+from .views import BODY_ERRORS
 
 router = APIRouter(tags=["jobs"])
 EXPERIMENTS_KIND = "experiments"
 
 
 @router.post("/experiments/{name}/run", response_model=JobOut, status_code=202,
-             responses={409: {"description": "an experiment run is already going (its id is in the message)"}},
+             responses={**BODY_ERRORS,
+                        409: {"description": "an experiment run is already going (its id is in the message)"}},
              summary="run one experiment (or `all`) in the background; poll GET /api/jobs/{id}")
 def run_experiment(name: str, body: RunIn = Body(RunIn()), service: Service = Depends(get_service)) -> dict:
     if name != "all" and name not in NAMES:

@@ -33,10 +33,15 @@ class Subject:
 
     kind: Kind
     id: str
+    target: int | None = None  # explain against this class (?target=) instead of the true label
 
     @property
     def path(self) -> str:
         return f"/api/{self.kind}/{self.id}"
+
+    def params(self, **params: Any) -> dict[str, Any]:
+        """A request's query parameters, with the subject's ``target`` when it has one."""
+        return params if self.target is None else {**params, "target": self.target}
 
 
 class SampleItem(TypedDict):
@@ -171,6 +176,20 @@ class BackendClient:
         path = "/api/experiments" if name is None else f"/api/experiments/{name}"
         return self._json("GET", path, timeout=self.slow_timeout)
 
+    def run_experiment(self, name: str, quick: bool = True) -> dict:
+        """Starts an experiment (or ``all``) in the background; returns the job (409 if one is running)."""
+        return self._json("POST", f"/api/experiments/{name}/run", json={"quick": quick})
+
+    def job(self, job_id: str) -> dict:
+        return self._json("GET", f"/api/jobs/{job_id}")
+
+    def jobs(self, kind: str | None = None) -> list[dict]:
+        """The latest job of each kind (or of ``kind``)."""
+        return self._json("GET", "/api/jobs", params={"kind": kind} if kind else None)
+
+    def cancel_job(self, job_id: str) -> dict:
+        return self._json("DELETE", f"/api/jobs/{job_id}")
+
     def samples(
         self,
         *,
@@ -194,16 +213,16 @@ class BackendClient:
     # -- per-sample routes (dataset samples and uploads alike) ------------------------------------
 
     def sample(self, subject: Subject) -> dict:
-        return self._json("GET", subject.path)
+        return self._json("GET", subject.path, params=subject.params())
 
     def image_png(self, subject: Subject) -> bytes:
         return self._png(f"{subject.path}/image.png")
 
     def filters(self, subject: Subject, top: int = 20) -> list[Filter]:
-        return self._json("GET", f"{subject.path}/filters", params={"top": top})
+        return self._json("GET", f"{subject.path}/filters", params=subject.params(top=top))
 
     def profile(self, subject: Subject) -> dict:
-        return self._json("GET", f"{subject.path}/profile")
+        return self._json("GET", f"{subject.path}/profile", params=subject.params())
 
     def input_saliency_png(self, subject: Subject, top_k: int = 10, boost: float = 100.0) -> bytes:
         """The overlay PNG; joins a prefetch of the same map that is still running instead of asking twice."""
@@ -225,7 +244,8 @@ class BackendClient:
                     self._maps.move_to_end(key)
                     return future
             future = self._map_pool.submit(self._png, f"{subject.path}/input-saliency.png",
-                                       params={"top_k": int(top_k), "boost": float(boost)}, timeout=self.slow_timeout)
+                                       params=subject.params(top_k=int(top_k), boost=float(boost)),
+                                       timeout=self.slow_timeout)
             self._maps[key] = (now, future)
             while len(self._maps) > self.MAPS_KEPT:
                 self._maps.popitem(last=False)
@@ -245,7 +265,7 @@ class BackendClient:
             params["layers"] = f"{layers[0]}:{layers[1]}"
         if misclassified_only:
             params["misclassified_only"] = "true"
-        return self._json("GET", f"{subject.path}/neighbors", params=params)
+        return self._json("GET", f"{subject.path}/neighbors", params=subject.params(**params))
 
     def prune(
         self,
@@ -259,7 +279,27 @@ class BackendClient:
         if (filters is None) == (top_k is None):
             raise ValueError("give either filters or top_k")
         body: dict[str, Any] = {"filters": list(filters)} if filters is not None else {"top_k": top_k, "mode": mode}
-        return self._json("POST", f"{subject.path}/prune", json=body, timeout=self.slow_timeout)
+        return self._json("POST", f"{subject.path}/prune", json=body, params=subject.params(),
+                          timeout=self.slow_timeout)
+
+    def mask(self, subject: Subject, *, percent: float, mode: Literal["salient", "random"] = "salient",
+             top_k: int = 10, boost: float = 100.0, seed: int = 0) -> dict:
+        """Masks ``percent``% of the pixels; prediction and top filters' z before/after."""
+        body = {"percent": percent, "mode": mode, "top_k": top_k, "boost": boost, "seed": seed}
+        return self._json("POST", f"{subject.path}/mask", json=body, params=subject.params(),
+                          timeout=self.slow_timeout)
+
+    def mask_png(self, subject: Subject, *, percent: float, mode: Literal["salient", "random"] = "salient",
+                 top_k: int = 10, boost: float = 100.0, seed: int = 0) -> bytes:
+        params = subject.params(percent=percent, mode=mode, top_k=top_k, boost=boost, seed=seed)
+        return self._png(f"{subject.path}/mask.png", params=params, timeout=self.slow_timeout)
+
+    def finetune(self, subject: Subject, *, top_k: int, mode: Literal["salient", "random", "least"] = "salient",
+                 step: float = 0.001, neighbors: int = 10, seed: int = 0) -> dict:
+        """One gradient step on ``top_k`` filters; the sample's and its neighbours' predictions before/after."""
+        body = {"top_k": top_k, "mode": mode, "step": step, "neighbors": neighbors, "seed": seed}
+        return self._json("POST", f"{subject.path}/finetune", json=body, params=subject.params(),
+                          timeout=self.slow_timeout)
 
     def upload(self, filename: str, content: bytes, label: int | None = None) -> dict:
         """Send an image; returns ``{id, pred, probs}``. The id then works with ``Subject("uploads", id)``."""

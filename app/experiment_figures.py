@@ -127,7 +127,8 @@ def masking_figure(doc: dict) -> go.Figure:
 
 
 def gradcam_figure(doc: dict, class_names: Sequence[str] = ()) -> go.Figure:
-    """Experiment 6: the input-space map (top) and Grad-CAM (bottom) of the same misclassified samples."""
+    """Experiment 6: the input-space map (top), Grad-CAM and, where the result has it, the plain input
+    gradient (the control) of the same misclassified samples."""
     examples = doc.get("results", {}).get("examples", [])
     if not examples:
         return empty_figure("no examples")
@@ -138,17 +139,21 @@ def gradcam_figure(doc: dict, class_names: Sequence[str] = ()) -> go.Figure:
     titles = [f"#{e['id']}: {name(e['label'])} → {name(e['pred'])}" for e in examples]
     titles += [f"Grad-CAM (ρ = {e['spearman']:.2f})" if e.get("spearman") is not None else "Grad-CAM"
                for e in examples]
-    fig = make_subplots(rows=2, cols=len(examples), subplot_titles=titles, vertical_spacing=0.12,
+    rows = [("input_saliency", "Inferno"), ("gradcam", "Viridis")]
+    if all("input_gradient" in e for e in examples):
+        rows.append(("input_gradient", "Cividis"))
+        titles += ["input gradient"] * len(examples)
+    fig = make_subplots(rows=len(rows), cols=len(examples), subplot_titles=titles, vertical_spacing=0.08,
                         horizontal_spacing=0.02)
     for col, e in enumerate(examples, start=1):
-        for row, key, scale in ((1, "input_saliency", "Inferno"), (2, "gradcam", "Viridis")):
+        for row, (key, scale) in enumerate(rows, start=1):
             fig.add_trace(go.Heatmap(z=e[key], colorscale=scale, showscale=False,
                                      hovertemplate="%{z:.3g}<extra></extra>"), row=row, col=col)
             fig.update_yaxes(autorange="reversed", scaleanchor=f"x{(row - 1) * len(examples) + col}",
                              visible=False, row=row, col=col)
             fig.update_xaxes(visible=False, row=row, col=col)
     fig.update_annotations(font_size=11)
-    return _base_layout(fig, 380, margin=dict(l=50, r=10, t=40, b=10))
+    return _base_layout(fig, 190 * len(rows), margin=dict(l=50, r=10, t=40, b=10))
 
 
 def sanity_figure(doc: dict) -> go.Figure:

@@ -173,10 +173,12 @@ def filter_hover_names(layers: Layers, ids: np.ndarray) -> list[str]:
             for o, i in zip(owners.tolist(), np.asarray(ids).tolist())]
 
 
-def _profile_line(values: np.ndarray, layers: Layers, **trace) -> go.Scatter:
-    """One profile as a line (decimated when long), every point's hover naming its layer and channel."""
+def _profile_line(values: np.ndarray, layers: Layers, by_layer: bool = False, **trace) -> go.Scatter:
+    """One profile as a line (decimated when long), every point's hover naming its layer and channel;
+    ``by_layer``: x as in layer_depth_x, else the filter index."""
     shown = decimate(values, layers)
-    return go.Scatter(x=shown, y=np.asarray(values, dtype=float)[shown], text=filter_hover_names(layers, shown),
+    x = layer_depth_x(layers, len(values))[shown] if by_layer else shown
+    return go.Scatter(x=x, y=np.asarray(values, dtype=float)[shown], text=filter_hover_names(layers, shown),
                       **trace)
 
 
@@ -202,6 +204,41 @@ def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
     fig.update_layout(margin=dict(l=64, r=16, t=30, b=text_px(ticktext, 35) + 34))
 
 
+def layer_depth_x(layers: Layers, count: int) -> np.ndarray:
+    """Each filter's x when every layer gets the same width (as in the paper's Figures 1 and 2): the layer's
+    index plus the filter's relative position within the layer (0..1), so deep, wide stages do not take
+    most of the axis."""
+    x = np.arange(count, dtype=float)
+    for i, (_, start, stop) in enumerate(layers):
+        x[start:stop] = i + (np.arange(stop - start) + 0.5) / (stop - start)
+    return x
+
+
+def _equal_layer_axis(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
+    """Layers of equal width: every boundary marked, every other layer shaded, a readable subset labelled."""
+    # one layout update for all shapes: a shape call per layer costs seconds on models with hundreds of layers
+    bands = [dict(type="rect", xref="x", yref="paper", x0=i, x1=i + 1, y0=0, y1=1, fillcolor="#eef1f5",
+                  line_width=0, layer="below") for i in range(0, len(layers), 2)]
+    lines = [dict(type="line", xref="x", yref="paper", x0=i, x1=i, y0=0, y1=1, line=dict(width=1, color="#cbd2d9"),
+                  layer="below") for i in range(len(layers) + 1)]
+    fig.update_layout(shapes=bands + lines)
+    every = max(1, -(-len(layers) // max_ticks))
+    shown = list(range(0, len(layers), every))
+    labels = layer_labels([name for name, _, _ in layers])
+    ticktext = [labels[i] for i in shown]
+    fig.update_xaxes(tickvals=[i + 0.5 for i in shown], ticktext=ticktext, tickangle=-35, showgrid=False,
+                     zeroline=False, range=[0, max(1, len(layers))],
+                     title=dict(text="layers shallow → deep, each the same width", standoff=6))
+    fig.update_layout(margin=dict(l=64, r=16, t=30, b=text_px(ticktext, 35) + 34))
+
+
+def _filter_axis(fig: go.Figure, layers: Layers, by_layer: bool) -> None:
+    if by_layer:
+        _equal_layer_axis(fig, layers)
+    else:
+        _layer_bands(fig, layers)
+
+
 def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
     """Each layer's entries in descending order, layers kept in place (the paper's Figure 2 ordering)."""
     values = np.asarray(values, dtype=float)
@@ -211,32 +248,35 @@ def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
     return out
 
 
-def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers) -> go.Figure:
-    """Figure 2: average standardized profiles of correctly vs wrongly classified samples."""
+def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers,
+                            by_layer: bool = True) -> go.Figure:
+    """Figure 2: average standardized profiles of correctly vs wrongly classified samples, each layer's
+    filters sorted; ``by_layer``: every layer the same width (else one x step per filter)."""
     fig = go.Figure()
     for values, name, colour in ((mean_correct, "correct", CORRECT), (mean_wrong, "misclassified", WRONG)):
-        fig.add_trace(_profile_line(sort_within_layers(values, layers), layers, mode="lines", name=name,
+        fig.add_trace(_profile_line(sort_within_layers(values, layers), layers, by_layer, mode="lines", name=name,
                                     line=dict(color=colour, width=1.4),
                                     hovertemplate=f"{name}<br>z = %{{y:.2f}}<br>%{{text}} (sorted)<extra></extra>"))
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
     _base_layout(fig, 380, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
-    _layer_bands(fig, layers)
+    _filter_axis(fig, layers, by_layer)
     return fig
 
 
-def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers) -> go.Figure:
+def raw_gradient_figure(mean_raw: np.ndarray, layers: Layers, by_layer: bool = True) -> go.Figure:
     """Figure 1: raw mean |dL/dW| per filter over the dataset; its spread across layers is why profiles are
-    standardized before comparing filters."""
+    standardized before comparing filters. ``by_layer``: every layer the same width, filters in model order
+    within it (else one x step per filter)."""
     mean_raw = np.asarray(mean_raw, dtype=float)
     # one SVG marker per filter is fine for small nets; ResNet-50's ~26k filters draw much faster as a line
     mode = "markers" if len(mean_raw) <= MAX_MARKERS else "lines"
-    fig = go.Figure(_profile_line(mean_raw, layers, mode=mode, line=dict(width=1, color=ACCENT),
+    fig = go.Figure(_profile_line(mean_raw, layers, by_layer, mode=mode, line=dict(width=1, color=ACCENT),
                                   marker=dict(size=3, color=ACCENT), name="mean |grad|",
-                                  hovertemplate="%{text}<br>filter %{x}<br>mean |grad| = %{y:.3g}<extra></extra>"))
+                                  hovertemplate="%{text}<br>mean |grad| = %{y:.3g}<extra></extra>"))
     positive = mean_raw[mean_raw > 0]
     fig.update_yaxes(title="mean |dL/dW| (log)", type="log" if positive.size else "linear", gridcolor="#f0f2f5")
     _base_layout(fig, 340, showlegend=False)
-    _layer_bands(fig, layers)
+    _filter_axis(fig, layers, by_layer)
     return fig
 
 
@@ -290,8 +330,8 @@ def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = 
 
 
 def probability_figure(class_names: Sequence[str], before: Sequence[float], after: Sequence[float] | None = None,
-                       true_label: int | None = None, top: int = 6) -> go.Figure:
-    """Class probabilities before (and after) pruning, for the ``top`` classes most likely either way;
+                       true_label: int | None = None, top: int = 6, change: str = "pruning") -> go.Figure:
+    """Class probabilities before (and after) ``change``, for the ``top`` classes most likely either way;
     the true class is always shown and marked."""
     before = np.asarray(before, dtype=float)
     after_arr = None if after is None else np.asarray(after, dtype=float)
@@ -301,10 +341,10 @@ def probability_figure(class_names: Sequence[str], before: Sequence[float], afte
         keep[-1] = true_label
     names = [(f"✔ {class_names[i]}" if i == true_label else str(class_names[i])) for i in keep]
     fig = go.Figure()
-    fig.add_trace(go.Bar(y=names, x=before[keep], orientation="h", name="before pruning", marker_color=MUTED,
+    fig.add_trace(go.Bar(y=names, x=before[keep], orientation="h", name=f"before {change}", marker_color=MUTED,
                          hovertemplate="%{y}: %{x:.1%}<extra>before</extra>"))
     if after_arr is not None:
-        fig.add_trace(go.Bar(y=names, x=after_arr[keep], orientation="h", name="after pruning",
+        fig.add_trace(go.Bar(y=names, x=after_arr[keep], orientation="h", name=f"after {change}",
                              marker_color=ACCENT, hovertemplate="%{y}: %{x:.1%}<extra>after</extra>"))
     fig.update_xaxes(range=[0, 1], tickformat=".0%", gridcolor="#f0f2f5")
     fig.update_yaxes(autorange="reversed", showgrid=False)

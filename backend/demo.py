@@ -23,6 +23,7 @@ import torch
 from app.cli import check_port, quiet_request_logs
 from backend.data import load_dataset
 from backend.errors import PSSError
+from backend.experiments import RESULTS_DIR
 from backend.models import load_model, resolve_device
 from backend.store import MANIFEST
 from precompute.job import run_precompute
@@ -44,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="where the model runs (default auto)")
     parser.add_argument("--batch-size", type=int, default=64, help="precompute batch size (default 64)")
     parser.add_argument("--limit", type=int, help="only the first N test images (a quicker first look)")
+    parser.add_argument("--no-experiments", action="store_true",
+                        help="do not start the quick run of the paper's experiments (by default it starts in the "
+                             "background once the dashboard is up, when the dir has no experiment results yet)")
 
 
 def ensure_artifacts(directory: Path, device: str, batch_size: int, limit: int | None) -> None:
@@ -99,6 +103,21 @@ def stop(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def start_quick_experiments(backend_url: str, directory: Path) -> None:
+    """Starts the quick experiment run on the backend, so a new user sees the Experiments page fill; skipped
+    when the dir already has results (a full run is never overwritten by a quick one)."""
+    if any((directory / RESULTS_DIR).glob("*.json")):
+        return
+    try:
+        response = httpx.post(f"{backend_url}/api/experiments/all/run", json={"quick": True}, timeout=10)
+    except httpx.HTTPError as exc:
+        print(f"(the quick experiment run did not start: {type(exc).__name__})", flush=True)
+        return
+    if response.status_code == 202:
+        print("The paper's experiments run in the background (quick); the Experiments page fills as they finish.",
+              flush=True)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -123,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         wait_until_ready(backend, backend_url, log_path)
         ui = make_server(args.host, args.port, create_dash_app(backend_url).server, threaded=True)
         print(f"Dashboard: http://{args.host}:{args.port}/  (Ctrl-C stops it)", flush=True)
+        if not args.no_experiments:
+            start_quick_experiments(backend_url, directory)
         try:
             ui.serve_forever()
         except KeyboardInterrupt:

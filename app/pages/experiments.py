@@ -4,7 +4,8 @@ check that parameter saliency means something for *their* model before trusting 
 from __future__ import annotations
 
 import dash
-from dash import dcc, html
+from dash import ALL, Input, Output, State, ctx, dcc, html, no_update
+from dash.exceptions import PreventUpdate
 
 from app import experiment_figures as figs
 from app.client import BackendClient, BackendError
@@ -12,6 +13,15 @@ from app.components import alert, card, class_name, error_alert
 from app.pages import page
 
 PREFIX = "experiments"
+JOB = f"{PREFIX}-job"  # the running job's id (None: none)
+STAMPS = f"{PREFIX}-stamps"  # each experiment's result time, to redraw only when a result is new
+POLL = f"{PREFIX}-poll"
+RUN_ALL = f"{PREFIX}-run-all"
+CANCEL = f"{PREFIX}-cancel"
+PROGRESS = f"{PREFIX}-progress"
+STATUS = f"{PREFIX}-status"
+SECTIONS = f"{PREFIX}-sections"
+POLL_MS = 1000
 
 
 def _pct(stat: dict, index: int | None = None) -> str:
@@ -26,6 +36,12 @@ def _pts(stat: dict, index: int | None = None) -> str:
     if mean is None:
         return "n/a"
     return f"{100 * mean:+.1f} pts [{100 * low:+.1f}, {100 * high:+.1f}]"
+
+
+def _rho(stat: dict) -> str:
+    if stat["mean"] is None:
+        return "n/a"
+    return f"ρ {stat['mean']:.2f} [{stat['low']:.2f}, {stat['high']:.2f}]"
 
 
 def headline(name: str, doc: dict) -> str:
@@ -65,9 +81,18 @@ def headline(name: str, doc: dict) -> str:
                 f"{res['random']['salient_filters_z_change']['mean']:+.2f} z ({n} samples).")
     if name == "gradcam":
         rho = res["spearman"]
-        return (f"Spearman correlation between the input-space map and Grad-CAM: {rho['mean']:.2f} "
+        text = (f"Spearman correlation between the input-space map and Grad-CAM: {rho['mean']:.2f} "
                 f"[{rho['low']:.2f}, {rho['high']:.2f}]; overlap of their top 5% pixels: "
                 f"{_pct(res['top_overlap'])} (chance {100 * res['chance_top_overlap']:.1f}%; {n} samples).")
+        pairs = res.get("pairs")
+        if pairs:
+            control, own = pairs["input_gradient_vs_gradcam"], pairs["input_saliency_vs_input_gradient"]
+            size = "x".join(str(v) for v in res.get("feature_size") or [])
+            text += (f" Control, the plain input gradient vs Grad-CAM: {_rho(control['spearman'])}; at Grad-CAM's "
+                     f"{size} resolution: {_rho(pairs['input_saliency_vs_gradcam']['spearman_feature_resolution'])} "
+                     f"(input-space map) vs {_rho(control['spearman_feature_resolution'])} (input gradient). "
+                     f"Input-space map vs input gradient: {_rho(own['spearman'])}.")
+        return text
     rho = res["input_saliency_spearman"]["mean"]
     cam = res["gradcam_spearman"]["mean"]
     last = len(rho) - 1
@@ -97,10 +122,12 @@ def explorer(doc: dict, names) -> html.Div:
 
 def section(name: str, item: dict, doc: dict | None, names, error: BackendError | None = None) -> html.Div:
     title = f"{item['title']} (paper {item['paper']})"
+    run = html.Button("Run (quick)", id={"type": f"{PREFIX}-run", "name": name}, className="btn btn-small",
+                      title=f"run the {name} experiment on a seeded subset of the mistakes, in the background")
     if error is not None:
         body = [error_alert(error, f"the {name} results")]
     elif doc is None:
-        body = [alert(f"No results yet. Run `pss experiments --artifacts DIR --which {name}`.", "info")]
+        body = [alert(f"No results yet: press Run, or run `pss experiments --artifacts DIR --which {name}`.", "info")]
     else:
         figure = figs.gradcam_figure(doc, names) if name == "gradcam" else figs.FIGURES[name](doc)
         body = [html.P(headline(name, doc), className="exp-headline"),
@@ -109,7 +136,55 @@ def section(name: str, item: dict, doc: dict | None, names, error: BackendError 
                        className="hint")]
         if name == "masking":
             body.append(explorer(doc, names))
-    return card(title, *body, id=f"{PREFIX}-{name}")
+    return card(title, *body, id=f"{PREFIX}-{name}", extra=run)
+
+
+def sections(client: BackendClient, listing: dict, names) -> list:
+    out = []
+    for item in listing["experiments"]:
+        doc, error = None, None
+        if item["available"]:
+            try:
+                doc = client.experiments(item["name"])
+            except BackendError as exc:
+                error = exc
+        out.append(section(item["name"], item, doc, names, error))
+    return out
+
+
+def stamps(listing: dict) -> dict:
+    return {item["name"]: item.get("created") for item in listing["experiments"]}
+
+
+def running_job(client: BackendClient) -> dict | None:
+    """The experiment run going on now (e.g. the one `pss demo` starts), if any."""
+    try:
+        jobs = client.jobs("experiments")
+    except BackendError:
+        return None
+    return next((j for j in jobs if j["state"] == "running"), None)
+
+
+def run_bar(job: dict | None) -> html.Div:
+    return html.Div([
+        html.Button("Run all, quick", id=RUN_ALL, className="btn btn-primary",
+                    title="every experiment on a seeded subset of the mistakes (about 3 minutes on the demo)"),
+        html.Button("Cancel", id=CANCEL, className="btn", disabled=job is None),
+        html.Progress(id=PROGRESS, max=1, value=job["progress"] if job else 0, className="run-progress",
+                      style={} if job else {"display": "none"}),
+        html.Span(status_text(job), id=STATUS, className="hint"),
+    ], className="run-bar")
+
+
+def status_text(job: dict | None) -> str:
+    if job is None:
+        return ""
+    state = job["state"]
+    if state == "running":
+        return f"{job['title']}: {100 * job['progress']:.0f}%" + (f", {job['message']}" if job["message"] else "")
+    if state == "failed":
+        return f"{job['title']} failed: {job['error']}"
+    return f"{job['title']}: {state}"
 
 
 @page
@@ -119,19 +194,64 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
         listing = client.experiments()
     except BackendError as exc:
         return html.Div([error_alert(exc, "the experiments")], className="page")
-    sections = []
-    for item in listing["experiments"]:
-        doc, error = None, None
-        if item["available"]:
-            try:
-                doc = client.experiments(item["name"])
-            except BackendError as exc:
-                error = exc
-        sections.append(section(item["name"], item, doc, names, error))
+    job = running_job(client)
     intro = html.P("The paper's checks that parameter saliency is meaningful, run on this model's misclassified "
                    "samples. Bands and brackets are 95% bootstrap confidence intervals.", className="hint")
-    return html.Div([intro, *sections], className=f"page page-{PREFIX}")
+    return html.Div([
+        dcc.Store(id=JOB, data=job["id"] if job else None),
+        dcc.Store(id=STAMPS, data=stamps(listing)),
+        dcc.Interval(id=POLL, interval=POLL_MS, disabled=job is None),
+        intro, run_bar(job), html.Div(sections(client, listing, names), id=SECTIONS),
+    ], className=f"page page-{PREFIX}")
+
+
+def start_or_cancel(client: BackendClient, trigger, job_id: str | None):
+    """(job id, status): a Run button starts a quick run (refused while one runs), Cancel cancels it."""
+    try:
+        if trigger == CANCEL:
+            if job_id:
+                client.cancel_job(job_id)
+            return job_id, "cancelling ..."
+        name = "all" if trigger == RUN_ALL else trigger["name"]
+        job = client.run_experiment(name, quick=True)
+    except BackendError as exc:
+        return job_id, f"could not start: {exc.message}"
+    return job["id"], status_text(job)
+
+
+def poll(client: BackendClient, job_id: str | None, known: dict):
+    """(progress, progress style, status, polling off, cancel disabled, sections or no_update, stamps)."""
+    try:
+        job = client.job(job_id) if job_id else None
+        listing = client.experiments()
+    except BackendError as exc:
+        return no_update, no_update, f"lost the run: {exc.message}", True, True, no_update, no_update
+    running = job is not None and job["state"] == "running"
+    fresh = stamps(listing)
+    redraw = no_update
+    if fresh != known:
+        names = list(client.info().get("classes", []))
+        redraw = sections(client, listing, names)
+    return (job["progress"] if job else 0, {} if running else {"display": "none"}, status_text(job),
+            not running, not running, redraw, fresh)
 
 
 def register(app, client: BackendClient) -> None:
     dash.register_page(__name__, path="/experiments", layout=layout)
+
+    @app.callback(Output(JOB, "data"), Output(STATUS, "children", allow_duplicate=True),
+                  Output(POLL, "disabled", allow_duplicate=True),
+                  Input(RUN_ALL, "n_clicks"), Input({"type": f"{PREFIX}-run", "name": ALL}, "n_clicks"),
+                  Input(CANCEL, "n_clicks"), State(JOB, "data"), prevent_initial_call=True)
+    def _start(_all, _each, _cancel, job_id):
+        if not ctx.triggered or not any(t["value"] for t in ctx.triggered):
+            raise PreventUpdate  # a section redrawn with fresh buttons, not a click
+        new_id, status = start_or_cancel(client, ctx.triggered_id, job_id)
+        return new_id, status, new_id is None
+
+    @app.callback(Output(PROGRESS, "value"), Output(PROGRESS, "style"), Output(STATUS, "children"),
+                  Output(POLL, "disabled"), Output(CANCEL, "disabled"), Output(SECTIONS, "children"),
+                  Output(STAMPS, "data"), Input(POLL, "n_intervals"), Input(JOB, "data"), State(STAMPS, "data"),
+                  prevent_initial_call=True)
+    def _poll(_n, job_id, known):
+        return poll(client, job_id, known or {})

@@ -15,6 +15,7 @@ from app.components import alert, card, class_name, error_alert
 from app.pages import page
 
 PREFIX = "overview"
+AXIS = f"{PREFIX}-axis"
 
 
 @page
@@ -50,6 +51,11 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
                 ],
                 className="row",
             ),
+            html.Div([html.Label("x axis of Figures 1 and 2"),
+                      dcc.RadioItems(id=AXIS, value="layers", inline=True, className="radio-row",
+                                     options=[{"label": "layers at equal width (as in the paper)", "value": "layers"},
+                                              {"label": "one step per filter", "value": "filters"}])],
+                     className="control"),
             card("Misclassified samples have different saliency profiles (paper, Figure 2)",
                  dcc.Loading(html.Div(id=f"{PREFIX}-fig2-box"), type="dot")),
             card("Raw gradient magnitudes differ by layer, hence the standardization (paper, Figure 1)",
@@ -72,8 +78,9 @@ def gallery_href(true_class: int | None, pred_class: int | None) -> str:
     return "/mistakes" + (f"?{urlencode(query)}" if query else "")
 
 
-def render(client: BackendClient) -> tuple:
-    """Everything the overview shows, or a message in each place when the backend fails."""
+def render(client: BackendClient, by_layer: bool = True) -> tuple:
+    """Everything the overview shows, or a message in each place when the backend fails; ``by_layer``: the
+    figures give every layer the same width."""
     try:
         info = client.info()
         summary = client.summary()
@@ -96,11 +103,11 @@ def render(client: BackendClient) -> tuple:
     if len(summary.get("mean_profile_correct", [])) and len(summary.get("mean_profile_misclassified", [])):
         fig2 = dcc.Graph(figure=figures.average_profiles_figure(np.asarray(summary["mean_profile_correct"]),
                                                                 np.asarray(summary["mean_profile_misclassified"]),
-                                                                layers), config=graph_config)
+                                                                layers, by_layer), config=graph_config)
     else:
         fig2 = alert("Figure 2 needs both correct and misclassified samples; this dataset lacks one kind.", "info")
     if len(summary.get("mean_raw", [])):
-        fig1 = dcc.Graph(figure=figures.raw_gradient_figure(np.asarray(summary["mean_raw"]), layers),
+        fig1 = dcc.Graph(figure=figures.raw_gradient_figure(np.asarray(summary["mean_raw"]), layers, by_layer),
                          config=graph_config)
     else:
         fig1 = alert("The backend sent no raw saliency averages.", "info")
@@ -127,9 +134,10 @@ def register(app, client: BackendClient) -> None:
         Output(f"{PREFIX}-fig2-box", "children"),
         Output(f"{PREFIX}-fig1-box", "children"),
         Input(f"{PREFIX}-load", "data"),
+        Input(AXIS, "value"),
     )
-    def _render(_):
-        return render(client)
+    def _render(_, axis):
+        return render(client, axis != "filters")
 
     @app.callback(Output(f"{PREFIX}-nav", "href"), Input(f"{PREFIX}-confusion", "clickData"),
                   prevent_initial_call=True)

@@ -20,7 +20,7 @@ from backend.errors import PSSError
 from .images import UploadRejected
 from .limits import BodyLimitMiddleware
 from .request_log import RequestLogMiddleware
-from .routes import experiments, health, info, samples, uploads
+from .routes import experiments, groups, health, info, jobs, samples, uploads, whatif
 from .schemas import ErrorOut
 from .service import Invalid, NotFound, Service
 from .settings import Settings
@@ -63,13 +63,13 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     )
     if service is not None:
         app.state.service = service  # usable even by clients that skip the lifespan (ASGI test transports)
-    for module in (health, info, samples, uploads, experiments):
+    for module in (health, info, samples, uploads, experiments, whatif, jobs, groups):
         app.include_router(module.router, prefix="/api", responses=ERRORS)
     app.add_middleware(
         BodyLimitMiddleware, default=settings.max_json_bytes, limits={"/api/uploads": settings.max_upload_bytes}
     )
     if settings.cors_origins:
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST"])
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, allow_methods=["GET", "POST", "DELETE"])
     app.add_middleware(RequestLogMiddleware)  # outermost of ours: ids also on 413s and CORS answers
     _add_error_handlers(app, settings)
     return app

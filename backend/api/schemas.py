@@ -58,6 +58,7 @@ class DetailOut(BaseModel):
     loss: float | None = Field(description="cross-entropy w.r.t. the true class; null without a label")
     correct: bool | None
     saliency_label: int = Field(description="class whose loss the saliency profile differentiates")
+    target: dict = Field(description='{"class", "source": "label|chosen|predicted"}: why that class')
     label_name: str | None
     pred_name: str
     class_names: list[str]
@@ -76,6 +77,7 @@ class ProfileOut(BaseModel):
     id: int
     z: list[float] = Field(description="standardized saliency of every filter, in filter-id order")
     layers: list[LayerOut]
+    target: dict = Field(description='{"class", "source": "label|chosen|predicted"}: the loss\'s class and why')
 
 
 class NeighborOut(BaseModel):

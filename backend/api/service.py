@@ -26,6 +26,7 @@ from backend.store import Run
 
 from .cache import TTLCache
 from .images import UploadRejected, decode_upload, describe_error
+from .jobs import Jobs
 from .settings import Settings
 from .worker import ComputeWorker
 
@@ -60,6 +61,9 @@ class Subject:
     image: torch.Tensor | None = None  # uploads only; samples read theirs from the dataset
     display: np.ndarray | None = None
     features: np.ndarray | None = None
+    # what the profile's loss is taken against: the true label, a class the user chose (?target=), or the
+    # predicted class (an upload sent without a label)
+    target_source: Literal["label", "chosen", "predicted"] = "label"
 
 
 class Service:
@@ -87,6 +91,7 @@ class Service:
         self.uploads = TTLCache(settings.upload_cache_size, settings.upload_ttl_s)
         self.ready = threading.Event()
         self.feature_layer = artifacts.manifest.engine.feature_layer
+        self.jobs = Jobs()
         self._summary: dict | None = None
         self._summary_lock = threading.Lock()
 
@@ -102,6 +107,7 @@ class Service:
         self.ready.set()
 
     def close(self) -> None:
+        self.jobs.close()
         self.worker.stop()
 
     # ------------------------------------------------------------------------------------- subjects
@@ -158,6 +164,7 @@ class Service:
             image=tensor,
             display=display,
             features=features,
+            target_source="predicted" if label is None else "label",
         )
         self.uploads.put(subject.id, subject)
         return subject
@@ -172,6 +179,7 @@ class Service:
             "loss": s.loss,
             "correct": None if s.label is None else s.label == s.pred,
             "saliency_label": s.saliency_label,
+            "target": self.target(s),
             "label_name": None if s.label is None else self.class_names[s.label],
             "pred_name": self.class_names[s.pred],
             "class_names": self.class_names,
@@ -192,7 +200,12 @@ class Service:
         return out
 
     def profile(self, s: Subject) -> dict:
-        return {"id": s.id, "z": s.z.astype(np.float64).tolist(), "layers": self.layers()}
+        return {"id": s.id, "z": s.z.astype(np.float64).tolist(), "layers": self.layers(), "target": self.target(s)}
+
+    @staticmethod
+    def target(s: Subject) -> dict:
+        """Which class the subject's profile differentiates, and why that class."""
+        return {"class": s.saliency_label, "source": s.target_source}
 
     def image_png(self, s: Subject) -> bytes:
         key = ("image", s.kind, s.id)
@@ -204,7 +217,7 @@ class Service:
 
     async def input_saliency_png(self, s: Subject, top_k: int, boost: float) -> bytes:
         self._check_range("top_k", top_k, 1, self.num_filters)
-        key = ("input-saliency", s.kind, s.id, top_k, boost)
+        key = ("input-saliency", s.kind, s.id, s.saliency_label, top_k, boost)
         png = self.results.get(key)
         if png is None:
             png = await self.worker.run(self._input_saliency_job, s, top_k, boost)
@@ -220,11 +233,14 @@ class Service:
         if layers is not None and layers[1] > self.num_layers:
             raise Invalid(f"layers must be START:STOP with 0 <= START < STOP <= {self.num_layers}, "
                           f"got {layers[0]}:{layers[1]}")
-        if s.kind == "sample":
+        if s.kind == "sample" and (space == "feature" or s.target_source == "label"):
             query = s.id
         else:
             query = s.z if space == "saliency" else s.features
-        hits = self.artifacts.neighbors(query, k=k, layers=layers, space=space, misclassified_only=misclassified_only)
+        itself = s.kind == "sample" and not isinstance(query, int)  # a re-targeted sample finds itself: drop it
+        hits = self.artifacts.neighbors(query, k=k + itself, layers=layers, space=space,
+                                        misclassified_only=misclassified_only)
+        hits = [h for h in hits if not (itself and h["id"] == s.id)][:k]
         return [{"id": int(h["id"]), "score": float(h["score"]), "label": int(self.labels[h["id"]]),
                  "pred": int(self.preds[h["id"]])} for h in hits]
 

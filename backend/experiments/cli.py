@@ -16,7 +16,7 @@ from backend.errors import PSSError
 from backend.store import open_run
 
 from . import EXPERIMENTS, NAMES
-from .common import Context
+from .common import QUICK_LIMIT, Context
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="torch CPU threads (default: 1, like pss train-demo: on a busy 2-core machine two "
                              "spinning threads per process are many times slower than one)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a seeded subset of {QUICK_LIMIT} mistakes per experiment and fewer settings for the "
+                             "slowest ones (what the dashboard's 'run all, quick' runs; docs/benchmarks.md has its "
+                             "time on the demo); --limit and the experiments' flags win")
+    parser.add_argument("--progress-lines", action="store_true",
+                        help="progress as plain lines on stdout ('start NAME', 'progress DONE TOTAL'), for programs")
 
 
 def _flags():
@@ -60,6 +66,8 @@ def command_line(args: argparse.Namespace) -> str:
     parts = ["pss", "experiments", "--artifacts", str(args.artifacts)]
     if args.which != "all":
         parts += ["--which", args.which]
+    if args.quick:
+        parts.append("--quick")
     settings = [("--limit", args.limit, None), ("--device", args.device, "cpu"), ("--seed", args.seed, 0),
                 ("--batch-size", args.batch_size, 64)]
     settings += [(flag.flag, getattr(args, _dest(flag)), None) for flag in _flags()]
@@ -71,7 +79,8 @@ def command_line(args: argparse.Namespace) -> str:
 
 def load_context(args: argparse.Namespace) -> Context:
     """Artifacts, model and dataset, refused with one line when they do not belong together."""
-    if args.limit is not None and args.limit < 1:
+    limit = QUICK_LIMIT if args.quick and args.limit is None else args.limit
+    if limit is not None and limit < 1:
         raise PSSError("--limit must be a positive number of samples")
     if args.batch_size < 1:
         raise PSSError("--batch-size must be positive")
@@ -79,13 +88,15 @@ def load_context(args: argparse.Namespace) -> Context:
     if run.artifacts.correct.all():
         raise PSSError(f"the model classifies all {run.artifacts.num_samples} samples correctly: no mistakes to study")
     return Context(run.artifacts, run.model, run.dataset, command=command_line(args), seed=args.seed,
-                   limit=args.limit, batch_size=args.batch_size, progress=not args.no_progress)
+                   limit=limit, batch_size=args.batch_size, progress=not (args.no_progress or args.progress_lines),
+                   progress_lines=args.progress_lines)
 
 
 def options(args: argparse.Namespace, name: str) -> dict:
-    """The runner's keyword arguments that were given on the command line."""
+    """The runner's keyword arguments: its quick settings under --quick, then those given on the command line."""
     given = {flag.option: getattr(args, _dest(flag)) for flag in EXPERIMENTS[name].flags}
-    return {option: value for option, value in given.items() if value is not None}
+    quick = dict(EXPERIMENTS[name].quick) if args.quick else {}
+    return quick | {option: value for option, value in given.items() if value is not None}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -97,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"{len(ctx.mistakes)} misclassified samples of {ctx.artifacts.num_samples}; running {', '.join(which)}")
     total = 0.0
     for name in which:
+        if args.progress_lines:
+            print(f"start {name}", flush=True)
         with torch.inference_mode(False):
             doc = EXPERIMENTS[name].run(ctx, **options(args, name))
         total += doc["seconds"]

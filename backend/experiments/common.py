@@ -19,6 +19,9 @@ from backend.saliency.profile import logits_of
 from .registry import EXPERIMENTS, RESULTS_DIR
 
 BOOTSTRAP_RESAMPLES = 1000
+# `pss experiments --quick`: mistakes per experiment, sized so that all of them finish in about 3 minutes on
+# the demo on 2 cores (docs/results.md has the measured time)
+QUICK_LIMIT = 40
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Context:
     limit: int | None = None
     batch_size: int = 64
     progress: bool = True
+    progress_lines: bool = False  # "progress DONE TOTAL" lines on stdout instead of bars (for the API's jobs)
     layout: FilterLayout = field(init=False)
     _images: torch.Tensor | None = field(init=False, default=None)
 
@@ -83,9 +87,31 @@ class Context:
             yield ids[start : start + size]
 
     def bar(self, total: int, desc: str):
+        if self.progress_lines:
+            return _ProgressLines(total)
         from tqdm import tqdm
 
         return tqdm(total=total, desc=desc, unit="sample", disable=not self.progress, leave=False, dynamic_ncols=True)
+
+
+class _ProgressLines:
+    """A tqdm stand-in that prints ``progress DONE TOTAL`` at most twice a second (and at the end)."""
+
+    def __init__(self, total: int, interval_s: float = 0.5):
+        self.total, self.done, self.interval_s, self._last = total, 0, interval_s, 0.0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        print(f"progress {self.done} {self.total}", flush=True)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self._last >= self.interval_s:
+            self._last = now
+            print(f"progress {self.done} {self.total}", flush=True)
 
 
 def salient_orders(z: np.ndarray, ids: np.ndarray, seed: int, n_max: int) -> dict[str, np.ndarray]:

@@ -130,4 +130,5 @@ def _score(probs: torch.Tensor, base: torch.Tensor, y: torch.Tensor) -> tuple[fl
 
 
 register(Experiment("finetuning", "One-step fine-tuning of salient filters", "3.3, Fig. 6, B.1", run_finetuning,
-                    flags=(Flag("--step-size", "step_size", float, "fine-tuning SGD step size (default: 0.001)", "LR"),)))
+                    flags=(Flag("--step-size", "step_size", float, "fine-tuning SGD step size (default: 0.001)", "LR"),),
+                    quick={"ns": (1, 5, 25, 100)}))

@@ -3,6 +3,11 @@
 Grad-CAM answers "which regions support the predicted class"; the paper's input-space map answers "which
 pixels make the salient filters salient". The paper shows the two highlight different regions; here their
 agreement is measured as the Spearman rank correlation of the two maps and the overlap of their top pixels.
+
+A low agreement only means something if another pixel map, compared the same way, agrees more: the control
+is the plain input gradient of the loss (|dL/dx|, max over channels). Grad-CAM has the resolution of its
+feature map (4x4 on the demo), so the maps are compared there too (average-pooled to that size) as well as
+at pixel resolution, where Grad-CAM's bilinear upsampling makes most pixel ranks meaningless.
 """
 
 from __future__ import annotations
@@ -37,8 +42,10 @@ def last_conv_stage(model: nn.Module) -> str:
     return name
 
 
-def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, target: str | None = None) -> torch.Tensor:
-    """``[B, H, W] >= 0``: ReLU(sum_k alpha_k A_k), upsampled (bilinear) to the input size.
+def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, target: str | None = None,
+             upsample: bool = True) -> torch.Tensor:
+    """``[B, H, W] >= 0``: ReLU(sum_k alpha_k A_k), upsampled (bilinear) to the input size unless ``upsample``
+    is false (then at the feature map's own resolution).
 
     ``A`` is the output of module ``target`` (default ``last_conv_stage``) and ``alpha_k`` the spatial mean of
     ``d logit_class / d A_k``. Samples do not interact in eval mode, so a batch is one forward and backward.
@@ -52,7 +59,24 @@ def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, targ
         (grads,) = torch.autograd.grad(score, activations)
     alpha = grads.mean(dim=(2, 3), keepdim=True)
     cam = F.relu((alpha * activations.detach()).sum(dim=1, keepdim=True))
+    if not upsample:
+        return cam[:, 0]
     return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
+
+
+def input_gradient(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``[B, H, W] >= 0``: ``max_c |d CE(model(x), y) / dx_c|``, the plain gradient map (samples are
+    independent in eval mode, so the summed loss gives each sample its own gradient)."""
+    with eval_mode(model), torch.enable_grad():
+        x = images.detach().clone().requires_grad_()
+        loss = F.cross_entropy(logits_of(model(x)), labels.to(x.device), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad.abs().amax(dim=1)
+
+
+def pooled(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A pixel map average-pooled to ``size`` (Grad-CAM's feature-map resolution)."""
+    return F.adaptive_avg_pool2d(torch.as_tensor(heat, dtype=torch.float64)[None, None], size)[0, 0].numpy()
 
 
 def top_overlap(a: np.ndarray, b: np.ndarray, fraction: float = TOP_FRACTION) -> float:
@@ -69,28 +93,55 @@ def run_gradcam(ctx: Context, max_samples: int | None = MAX_SAMPLES, examples: i
     a = ctx.artifacts
     ids = ctx.choose(max_samples)
     target = last_conv_stage(ctx.model)
-    rho, overlap = np.full(len(ids), np.nan), np.full(len(ids), np.nan)
+    # per sample: rho / overlap of (input-space map, Grad-CAM), (input gradient, Grad-CAM), (input-space map,
+    # input gradient) at pixel resolution, and rho at Grad-CAM's resolution
+    keys = ("saliency_cam", "gradient_cam", "saliency_gradient")
+    rho = {k: np.full(len(ids), np.nan) for k in keys}
+    overlap = {k: np.full(len(ids), np.nan) for k in keys}
+    rho_low = {k: np.full(len(ids), np.nan) for k in keys}
     shown = []
     preds = np.asarray(a.preds)
+    feature_size = None
     done = 0
     with ctx.bar(len(ids), "gradcam") as bar:
         for chunk in ctx.batches(ids):
             x, y = ctx.images(chunk), ctx.labels(chunk)
-            cams = grad_cam(ctx.model, x, torch.as_tensor(preds[chunk], device=ctx.device), target).cpu().numpy()
+            classes = torch.as_tensor(preds[chunk], device=ctx.device)
+            cams = grad_cam(ctx.model, x, classes, target).cpu().numpy()
+            cams_low = grad_cam(ctx.model, x, classes, target, upsample=False).cpu().numpy()
+            grads = input_gradient(ctx.model, x, y).cpu().numpy()
+            feature_size = tuple(cams_low.shape[1:])
             for j, sample in enumerate(chunk):
                 heat = input_saliency(ctx.model, x[j], y[j], a.stats, top_k=top_k, boost=boost,
                                       layout=ctx.layout).cpu().numpy()
-                rho[done + j] = spearman(heat, cams[j])
-                overlap[done + j] = top_overlap(heat, cams[j])
+                pairs = {"saliency_cam": (heat, cams[j]), "gradient_cam": (grads[j], cams[j]),
+                         "saliency_gradient": (heat, grads[j])}
+                low = {"saliency_cam": (pooled(heat, feature_size), cams_low[j]),
+                       "gradient_cam": (pooled(grads[j], feature_size), cams_low[j]),
+                       "saliency_gradient": (pooled(heat, feature_size), pooled(grads[j], feature_size))}
+                for key in keys:
+                    rho[key][done + j] = spearman(*pairs[key])
+                    overlap[key][done + j] = top_overlap(*pairs[key])
+                    rho_low[key][done + j] = spearman(*low[key])
                 if len(shown) < examples:
                     shown.append({"id": int(sample), "label": int(a.labels[sample]), "pred": int(preds[sample]),
                                   "input_saliency": downsample_map(heat), "gradcam": downsample_map(cams[j]),
-                                  "spearman": _finite(rho[done + j]), "top_overlap": round(float(overlap[done + j]), 4)})
+                                  "input_gradient": downsample_map(grads[j]),
+                                  "spearman": _finite(rho["saliency_cam"][done + j]),
+                                  "top_overlap": round(float(overlap["saliency_cam"][done + j]), 4)})
                 bar.update(1)
             done += len(chunk)
     params = {"gradcam_layer": target, "gradcam_class": "predicted", "input_saliency": {"top_k": top_k, "boost": boost,
-              "label": "true"}, "top_fraction": TOP_FRACTION, "max_samples": max_samples}
-    results = {"spearman": bootstrap(rho, ctx.seed), "top_overlap": bootstrap(overlap, ctx.seed),
+              "label": "true"}, "input_gradient": "max over channels of |d CE(true label) / dx|",
+              "top_fraction": TOP_FRACTION, "max_samples": max_samples,
+              "feature_resolution": "maps average-pooled to Grad-CAM's feature map; Grad-CAM not upsampled"}
+    compared = {key: {"spearman": bootstrap(rho[key], ctx.seed), "top_overlap": bootstrap(overlap[key], ctx.seed),
+                      "spearman_feature_resolution": bootstrap(rho_low[key], ctx.seed)} for key in keys}
+    results = {"spearman": compared["saliency_cam"]["spearman"], "top_overlap": compared["saliency_cam"]["top_overlap"],
+               "pairs": {"input_saliency_vs_gradcam": compared["saliency_cam"],
+                         "input_gradient_vs_gradcam": compared["gradient_cam"],
+                         "input_saliency_vs_input_gradient": compared["saliency_gradient"]},
+               "feature_size": list(feature_size) if feature_size else None,
                "chance_top_overlap": round(TOP_FRACTION / (2 - TOP_FRACTION), 6), "examples": shown}
     doc = result(ctx, "gradcam", params, ids, results, started)
     write(ctx, doc)

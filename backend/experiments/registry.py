@@ -8,7 +8,7 @@ the dashboard's (``app/experiment_figures.py``), drawn from the result document.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 RESULTS_DIR = "experiments"
 
@@ -31,6 +31,8 @@ class Experiment:
     paper: str  # paper section / figure
     run: Callable[..., dict]
     flags: tuple[Flag, ...] = ()
+    # the runner's options under `--quick` (a flag given on the command line still wins)
+    quick: dict = field(default_factory=dict)
 
 
 # name -> experiment, in registration order: the order they run and are shown in

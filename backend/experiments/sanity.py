@@ -87,4 +87,5 @@ def run_sanity(ctx: Context, max_samples: int | None = MAX_SAMPLES, stats_sample
     return doc
 
 
-register(Experiment("sanity", "Sanity check: cascading randomization", "A.10", run_sanity))
+register(Experiment("sanity", "Sanity check: cascading randomization", "A.10", run_sanity,
+                    quick={"max_samples": 16, "stats_samples": 128}))

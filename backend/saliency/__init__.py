@@ -4,6 +4,7 @@ Levin et al., "Where do Models go Wrong? Parameter-Space Saliency Maps for Expla
 """
 
 from .batch import BatchOutputs, UnsupportedModel, profile_batch
+from .export import pruned_state_dict
 from .hooks import HookSet
 from .input_space import input_saliency
 from .layout import FilterLayout, LayerSpan
@@ -24,6 +25,7 @@ __all__ = [
     "input_saliency",
     "profile_batch",
     "prune_filters",
+    "pruned_state_dict",
     "reference_filter_saliency",
     "row_weight_deltas",
 ]

@@ -40,6 +40,7 @@ class FakeBackend:
         self.overrides: dict[str, tuple[int, object]] = {}
         self.delay = 0.0
         self.uploads = 0
+        self.jobs: dict[str, dict] = {}  # experiment runs started through the API, by id
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -125,6 +126,35 @@ class FakeBackend:
                 "neighbors": [{"id": n["id"], "label": n["label"], "before": {"pred": n["pred"], "probs": [0.2, 0.3, 0.5]},
                                "after": {"pred": n["label"], "probs": [0.5, 0.3, 0.2]}} for n in nb]}
 
+    def target(self, i: int, q: dict) -> dict:
+        if "target" in q and int(q["target"]) != self.labels[i]:
+            return {"class": int(q["target"]), "source": "chosen"}
+        return {"class": int(self.labels[i]), "source": "label"}
+
+    def mask(self, i: int, body: dict, q: dict) -> dict:
+        before = self.detail(i)
+        after_probs = np.roll(before["probs"], 1)
+        top = self.top_filters(i, int(body.get("top_k", 10)))
+        return {"before": {"pred": before["pred"], "probs": before["probs"]},
+                "after": {"pred": int(np.argmax(after_probs)), "probs": after_probs.tolist()},
+                "masked_pixels": int(round(64 * float(body.get("percent", 5)) / 100)) or 1,
+                "filters": [{"filter": f["filter"], "z_before": f["z"], "z_after": f["z"] / 2} for f in top],
+                "target": self.target(i, q)}
+
+    def finetune(self, i: int, body: dict, q: dict) -> dict:
+        answer = self.prune(i, {"top_k": body["top_k"]})
+        return {**answer, "step": float(body.get("step", 0.001)), "target": self.target(i, q)}
+
+    def run_experiment(self, name: str) -> tuple[int, str, bytes]:
+        running = [j for j in self.jobs.values() if j["state"] == "running"]
+        if running:
+            return 409, "application/json", json.dumps({"detail": f"already running ({running[0]['id']})"}).encode()
+        job = {"id": f"job{len(self.jobs)}", "kind": "experiments", "title": f"{name}, quick", "state": "running",
+               "progress": 0.25, "message": f"running {name}", "started": 0.0, "finished": None, "result": None,
+               "error": None}
+        self.jobs[job["id"]] = job
+        return 202, "application/json", json.dumps(job).encode()
+
     def answer(self, method: str, path: str, q: dict, body: bytes) -> tuple[int, str, bytes]:
         if path in self.overrides:
             status, payload = self.overrides[path]
@@ -138,6 +168,17 @@ class FakeBackend:
             return self._json(self.summary())
         if path == "/api/samples":
             return self._json(self.listing(q))
+        if len(parts) == 4 and parts[1] == "experiments" and parts[3] == "run" and method == "POST":
+            return self.run_experiment(parts[2])
+        if path == "/api/jobs":
+            return self._json([j for j in self.jobs.values() if j["kind"] == q.get("kind", j["kind"])][-1:])
+        if len(parts) == 3 and parts[1] == "jobs":
+            job = self.jobs.get(parts[2])
+            if job is None:
+                return 404, "application/json", json.dumps({"detail": f"no job {parts[2]}"}).encode()
+            if method == "DELETE":
+                job["state"] = "cancelled"
+            return self._json(job)
         if path == "/api/uploads" and method == "POST":
             if b"\x89PNG" not in body:
                 return 415, "application/json", json.dumps({"detail": "not an image in a supported format"}).encode()
@@ -166,6 +207,12 @@ class FakeBackend:
                 return self._json(self.neighbors(i, q))
             if view == "prune" and method == "POST":
                 return self._json(self.prune(i, json.loads(body)))
+            if view == "mask" and method == "POST":
+                return self._json(self.mask(i, json.loads(body), q))
+            if view == "mask.png":
+                return 200, "image/png", _png(int(float(q.get("percent", 5))))
+            if view == "finetune" and method == "POST":
+                return self._json(self.finetune(i, json.loads(body), q))
         return 404, "application/json", json.dumps({"detail": "Not Found"}).encode()
 
     @staticmethod
@@ -201,6 +248,9 @@ class FakeBackend:
 
             def do_POST(self):
                 self._serve("POST")
+
+            def do_DELETE(self):
+                self._serve("DELETE")
 
             def log_message(self, *args):
                 pass

@@ -154,3 +154,18 @@ def test_top_filters_with_long_layer_names_have_short_labels_and_full_hover():
     bar = figures.top_filters_figure(filters).data[0]
     assert all(len(label) <= figures.MAX_LABEL for label in bar.y) and len(set(bar.y)) == 3
     assert list(bar.hovertext) == [f"encoder.layers.encoder_layer_11.self_attention.in_proj #{i}" for i in range(3)]
+
+
+def test_layers_get_equal_width():
+    layers = [("conv1.weight", 0, 2), ("layer1.conv.weight", 2, 10)]
+    x = figures.layer_depth_x(layers, 10)
+    assert x[:2].tolist() == [0.25, 0.75]  # two filters share the first unit
+    assert np.allclose(x[2:], 1 + (np.arange(8) + 0.5) / 8)  # eight share the second
+    fig = figures.raw_gradient_figure(np.linspace(1e-4, 1e-3, 10), layers)
+    assert np.allclose(fig.data[0].x, x) and list(fig.data[0].text) == figures.filter_hover_names(layers, np.arange(10))
+    boundaries = sorted(shape.x0 for shape in fig.layout.shapes if shape.type == "line")
+    assert boundaries == [0, 1, 2] and list(fig.layout.xaxis.range) == [0, 2]
+    per_filter = figures.raw_gradient_figure(np.linspace(1e-4, 1e-3, 10), layers, by_layer=False)
+    assert list(per_filter.data[0].x) == list(range(10))
+    profiles = figures.average_profiles_figure(np.arange(10.0), -np.arange(10.0), layers)
+    assert np.allclose(profiles.data[0].x, x)

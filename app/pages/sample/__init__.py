@@ -22,8 +22,11 @@ from app.pages.sample.view import BOOSTS, STATE, TOP_FILTERS, View, layer_span, 
 
 # the page's cards (modules of this package), top to bottom; cards that share a tuple sit side by side
 ROWS = (
+    ("target",),
     ("input_map", "salient_filters"),
     ("pruning",),
+    ("masks",),
+    ("one_step_fix",),
     ("profile",),
     ("neighbours",),
 )
@@ -45,10 +48,10 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
     expensive views (input saliency, neighbours, pruning) wait for a callback."""
     if not ITEM_ID.match(item_id):
         return not_found(f"/{'sample' if kind == 'samples' else 'upload'}/{item_id}")
-    subject = Subject(kind, item_id)
+    state = STATE.parse(query)
+    subject = Subject(kind, item_id, state["target"])
     back = dcc.Link("‹ Mistakes" if kind == "samples" else "‹ Upload another image",
                     href="/mistakes" if kind == "samples" else "/upload", className="back-link", id=sid("back"))
-    state = STATE.parse(query)
     try:
         detail = client.sample(subject)
     except BackendError as exc:
@@ -66,7 +69,7 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
     return html.Div(
         [
             dcc.Location(id=sid("location"), refresh=False),
-            dcc.Store(id=sid("subject"), data={"kind": kind, "id": item_id}),
+            dcc.Store(id=sid("subject"), data={"kind": kind, "id": item_id, "target": subject.target}),
             dcc.Store(id=sid("filters"), data=view.filters),
             html.Div([back, html.Div(header(detail, view.class_names, subject), id=sid("header"),
                                      className="sample-header")], className="page-title"),
@@ -103,9 +106,10 @@ def header(detail: dict, names, subject: Subject) -> list:
     return parts
 
 
-def url_search(controls: dict, num_layers: int) -> str:
-    """The controls' values -> the page's URL query."""
+def url_search(controls: dict, num_layers: int, target: int | None = None) -> str:
+    """The controls' values (and the explained class) -> the page's URL query."""
     return STATE.build({
+        "target": target,
         "top_k": controls["top_k"],
         "boost": BOOSTS[int(controls["boost_index"])],
         "layers": layer_span(controls["layers"], num_layers),
@@ -132,6 +136,6 @@ def register(app, client: BackendClient) -> None:
                           "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
                           "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
                           "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value")},
-                  prevent_initial_call=True)
-    def _url(**controls):
-        return url_search(controls, len(client.info().get("layers", [])))
+                  state={"subject": State(sid("subject"), "data")}, prevent_initial_call=True)
+    def _url(subject, **controls):
+        return url_search(controls, len(client.info().get("layers", [])), subject.get("target"))

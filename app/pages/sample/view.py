@@ -41,6 +41,7 @@ STATE = QueryState(
     Field("misclassified_only", False, flag, write=lambda _: 1, key="mistakes"),
     Field("prune_top_k", 0, integer(0, MAX_PRUNE), key="prune"),
     Field("prune_mode", "salient", choice(PRUNE_MODES), key="mode"),
+    Field("target", None, integer(0)),  # explain against this class instead of the true label
 )
 
 
@@ -80,4 +81,4 @@ class View:
 
 def subject_of(data: dict) -> Subject:
     """The page's subject from its store (``sid("subject")``), for callbacks."""
-    return Subject(data["kind"], str(data["id"]))
+    return Subject(data["kind"], str(data["id"]), data.get("target"))

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from ..deps import get_service
 from ..schemas import DetailOut, ErrorOut, FilterOut, NeighborOut, ProfileOut, PruneIn, PruneOut
 from ..service import Invalid, Service, Subject
+from ..targets import target_headers, targeted
 
 PNG = {200: {"content": {"image/png": {}}, "description": "PNG image"}}
 BODY_ERRORS = {
@@ -20,7 +21,9 @@ LAYERS_PATTERN = r"^\d{1,6}:\d{1,6}$"
 
 
 def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], noun: str) -> None:
-    """Registers detail, image, filters, profile, input-saliency, neighbors and prune for one id kind."""
+    """Registers detail, image, filters, profile, input-saliency, neighbors and prune for one id kind; each
+    takes ``?target=CLASS`` (answers name the class: a ``target`` field, or X-Target-* headers)."""
+    subject = targeted(subject)
 
     @router.get(prefix, response_model=DetailOut, summary=f"{noun}: label, prediction, probabilities, loss")
     def detail(s: Subject = Depends(subject), service: Service = Depends(get_service)) -> dict:
@@ -35,7 +38,9 @@ def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], n
         s: Subject = Depends(subject),
         top: int = Query(20, ge=1, description="how many filters (at most the model's filter count)"),
         service: Service = Depends(get_service),
+        response: Response = None,
     ) -> list[dict]:
+        response.headers.update(target_headers(s))
         return service.top_filters(s, top)
 
     @router.get(f"{prefix}/profile", response_model=ProfileOut, summary="standardized saliency of every filter")
@@ -54,7 +59,8 @@ def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], n
         boost: float = Query(100.0, gt=0, le=1e6, description="factor applied to the top_k entries"),
         service: Service = Depends(get_service),
     ) -> Response:
-        return Response(await service.input_saliency_png(s, top_k, boost), media_type="image/png")
+        return Response(await service.input_saliency_png(s, top_k, boost), media_type="image/png",
+                        headers=target_headers(s))
 
     @router.get(f"{prefix}/neighbors", response_model=list[NeighborOut], summary="nearest dataset samples")
     def neighbors(
@@ -66,7 +72,9 @@ def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], n
         space: Literal["saliency", "feature"] = Query("saliency", description="profile or penultimate features"),
         misclassified_only: bool = Query(False, description="only neighbours the model gets wrong"),
         service: Service = Depends(get_service),
+        response: Response = None,
     ) -> list[dict]:
+        response.headers.update(target_headers(s))
         return service.neighbors(s, k, _parse_layers(layers), space, misclassified_only)
 
     @router.post(

@@ -14,7 +14,7 @@ def test_deep_link_round_trip():
     link = "?top_k=7&boost=30&layers=1:3&space=feature&mistakes=1&prune=4&mode=least"
     state = STATE.parse(link)
     assert state == {"top_k": 7, "boost": 30, "layers": (1, 3), "space": "feature", "misclassified_only": True,
-                     "prune_top_k": 4, "prune_mode": "least"}
+                     "prune_top_k": 4, "prune_mode": "least", "target": None}
     assert STATE.build(state) == link
     assert STATE.build(STATE.parse("")) == "?top_k=10"  # top_k is always in the link; other defaults are not
 

@@ -42,7 +42,8 @@ def tiny_dir(tmp_path_factory) -> Path:
 
 def make_args(artifacts: Path, **overrides) -> Namespace:
     values = dict(artifacts=artifacts, which="all", limit=None, device="cpu", seed=0, batch_size=16, step_size=None,
-                  noise_std=None, mask_percent=None, threads=1, no_progress=True)
+                  noise_std=None, mask_percent=None, threads=1, no_progress=True, quick=False,
+                  progress_lines=False)
     values.update(overrides)
     return Namespace(**values)
 

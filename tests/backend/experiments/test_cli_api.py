@@ -66,3 +66,32 @@ def test_api_lists_and_serves_results(run_dir):
         assert not listing["sanity"]["available"] and listing["pruning"]["available"]
         missing = client.get("/api/experiments/sanity")
         assert missing.status_code == 404 and "pss experiments" in missing.json()["detail"]
+
+
+def test_cli_quick_with_progress_lines(run_dir, capsys, monkeypatch):
+    from backend.experiments import cli
+
+    monkeypatch.setattr(cli, "QUICK_LIMIT", 2)
+    assert main(["experiments", "--artifacts", str(run_dir), "--which", "neighbors,masking", "--quick",
+                 "--progress-lines"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "start neighbors" in lines and "start masking" in lines
+    assert lines.index("start neighbors") < lines.index("start masking")
+    assert "progress 2 2" in lines
+    doc = json.loads((run_dir / "experiments" / "masking.json").read_text())
+    assert doc["num_samples"] == 2 and doc["command"].endswith("--which neighbors,masking --quick")
+
+
+def test_quick_options_and_flags():
+    from argparse import Namespace
+
+    from backend.experiments import cli
+
+    def args(**given):
+        values = {"quick": True, "step_size": None, "noise_std": None, "mask_percent": None} | given
+        return Namespace(**values)
+
+    assert cli.options(args(), "finetuning") == {"ns": (1, 5, 25, 100)}
+    assert cli.options(args(step_size=0.01), "finetuning") == {"ns": (1, 5, 25, 100), "step_size": 0.01}
+    assert cli.options(args(quick=False), "finetuning") == {}
+    assert cli.options(args(), "sanity") == {"max_samples": 16, "stats_samples": 128}

@@ -192,6 +192,12 @@ def test_gradcam_and_sanity(ctx):
     assert doc["num_samples"] == 8 and len(res["examples"]) == 3
     assert np.asarray(res["examples"][0]["gradcam"]).shape == (28, 28)
     assert -1 <= res["spearman"]["mean"] <= 1 and _within(res["spearman"])
+    assert res["pairs"]["input_saliency_vs_gradcam"]["spearman"] == res["spearman"]
+    assert res["feature_size"] == [4, 4]  # the demo ResNet's last stage on 28x28 inputs
+    for pair in res["pairs"].values():
+        for key in ("spearman", "top_overlap", "spearman_feature_resolution"):
+            assert pair[key]["count"] == 8 and _within(pair[key])
+    assert np.asarray(res["examples"][0]["input_gradient"]).shape == (28, 28)
 
     sanity = run_sanity(ctx, max_samples=4, stats_samples=24)
     steps = sanity["results"]

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from backend.experiments.common import bootstrap, rankdata, spearman
-from backend.experiments.gradcam import grad_cam, last_conv_stage
+from backend.experiments.gradcam import grad_cam, input_gradient, last_conv_stage, pooled
 from backend.experiments.masking import mask_pixels
 from backend.experiments.sanity import randomize, stages
 from backend.saliency import FilterLayout, prune_filters, row_weight_deltas
@@ -105,7 +105,22 @@ def test_grad_cam_equals_hand_computation():
         alpha = model.fc.weight[classes] / 36.0
         expected = torch.relu(torch.einsum("bk,bkij->bij", alpha, activations))
     torch.testing.assert_close(cam, expected)
+    torch.testing.assert_close(grad_cam(model, x, classes, upsample=False), expected)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_input_gradient_equals_one_sample_at_a_time():
+    model = tiny_model()
+    x = torch.randn(3, 1, 8, 8)
+    labels = torch.tensor([0, 2, 1])
+    maps = input_gradient(model, x, labels)
+    assert all(p.grad is None for p in model.parameters())
+    for i in range(3):
+        xi = x[i : i + 1].clone().requires_grad_()
+        torch.nn.functional.cross_entropy(model(xi), labels[i : i + 1]).backward()
+        torch.testing.assert_close(maps[i], xi.grad[0].abs().amax(dim=0))
+    heat = np.arange(16, dtype=np.float64).reshape(4, 4)
+    assert pooled(heat, (2, 2)).tolist() == [[2.5, 4.5], [10.5, 12.5]]
 
 
 def test_mask_pixels_zeroes_exactly_the_top_pixels():

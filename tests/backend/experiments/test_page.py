@@ -28,7 +28,11 @@ def test_every_figure_draws_its_results(docs):
     first = docs["pruning"]["results"]["curves"]["salient"]["incorrect_conf_change"]["mean"]
     assert list(means[0].y) == [100 * v for v in first]
     heat = figs.gradcam_figure(docs["gradcam"], ["a"] * 10)
-    assert sum(isinstance(t, go.Heatmap) for t in heat.data) == 2 * len(docs["gradcam"]["results"]["examples"])
+    examples = docs["gradcam"]["results"]["examples"]
+    maps = [t.z for t in heat.data if isinstance(t, go.Heatmap)]
+    assert len(maps) == 3 * len(examples)  # input-space map, Grad-CAM, input gradient (the control)
+    assert [list(map(list, z)) for z in maps[:3]] == [examples[0][k] for k in ("input_saliency", "gradcam",
+                                                                                "input_gradient")]
 
 
 def test_headlines_quote_the_json(docs):

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .kernels import abs_grad_sum, channels_last_padded
 from .layout import FilterLayout, LayerSpan
 
 # Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
@@ -199,6 +200,9 @@ def per_sample_abs_mean(
     x, padding = _explicit_padding(conv, x)
     if differentiable:
         return torch.cat([tile.abs().sum(dim=2) for _, tile in _weight_grad_tiles(conv, x, grad, padding)]) / fan_in
+    fused = abs_grad_sum(x, grad, conv.kernel_size, conv.stride, padding, conv.dilation, conv.groups)
+    if fused is not None:
+        return fused.div_(fan_in)
     out = torch.empty(x.shape[0], grad.shape[1], device=grad.device, dtype=grad.dtype)
     positions = grad.shape[2] * grad.shape[3]
     if not x.is_cuda and positions >= _GROUPED_CONV_MIN_POSITIONS:
@@ -277,15 +281,6 @@ def _batch_as_groups_tiles(
         yield start, weight_grad.view(c, cout, fan_in)
 
 
-def _channels_last_padded(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """``[B, H + 2ph, W + 2pw, C]`` zero-padded copy: every kernel window becomes a plain strided view."""
-    batch, channels, height, width = x.shape
-    ph, pw = padding
-    padded = x.new_zeros(batch, height + 2 * ph, width + 2 * pw, channels)
-    padded[:, ph : ph + height, pw : pw + width] = x.permute(0, 2, 3, 1)
-    return padded
-
-
 def _strided_window_tiles(
     conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -296,7 +291,7 @@ def _strided_window_tiles(
     batch, cin = x.shape[:2]
     cout, out_h, out_w = grad.shape[1:]
     kh, kw = conv.kernel_size
-    padded = _channels_last_padded(x, padding)
+    padded = channels_last_padded(x, padding)
     sb, sh, sw, sc = padded.stride()
     windows = padded.as_strided(
         (batch, out_h, out_w, kh, kw, cin),

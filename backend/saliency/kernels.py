@@ -25,17 +25,8 @@ import torch
 _SOURCE = Path(__file__).with_name("abs_grad.c")
 # SIMD register bytes and flags for each level torch reports for this CPU; anything else gets plain -O3
 _SIMD = {"AVX512": (64, ["-mavx512f", "-mfma"]), "AVX2": (32, ["-mavx2", "-mfma"])}
-_TYPES = {torch.float32: ("f32", ctypes.c_float), torch.float64: ("f64", ctypes.c_double)}
+_SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
 _log = logging.getLogger(__name__)
-
-
-def channels_last_padded(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
-    """``[B, H + 2ph, W + 2pw, C]`` zero-padded copy: every kernel window becomes a plain strided view."""
-    batch, channels, height, width = x.shape
-    ph, pw = padding
-    padded = x.new_zeros(batch, height + 2 * ph, width + 2 * pw, channels)
-    padded[:, ph : ph + height, pw : pw + width] = x.permute(0, 2, 3, 1)
-    return padded
 
 
 def abs_grad_sum(
@@ -53,25 +44,27 @@ def abs_grad_sum(
     its output ``[N, Cout, OH, OW]``. None where the compiled kernel does not apply: not on the CPU, a dtype
     other than float32/float64, channels per group not a multiple of the SIMD width, or no kernel built.
     """
-    if x.is_cuda or x.dtype not in _TYPES or grad.dtype != x.dtype or x.dim() != 4:
+    if x.is_cuda or x.dtype not in _SUFFIX or grad.dtype != x.dtype or x.dim() != 4:
         return None
     library = _library()
     if library is None:
         return None
-    suffix, _ = _TYPES[x.dtype]
+    suffix = _SUFFIX[x.dtype]
     batch, cin = x.shape[:2]
     cout, out_h, out_w = grad.shape[1:]
     if (cin // groups) % getattr(library, f"pss_lanes_{suffix}")() != 0:
         return None
-    padded = channels_last_padded(x, padding)
-    grad = grad.contiguous()
+    if grad.stride(2) != grad.shape[3] * grad.stride(3):  # output positions must be one strided axis
+        grad = grad.contiguous()
     out = torch.empty(batch, cout, dtype=x.dtype)
     status = getattr(library, f"pss_abs_grad_sum_{suffix}")(
-        ctypes.c_void_p(padded.data_ptr()),
+        ctypes.c_void_p(x.data_ptr()),
+        (ctypes.c_long * 4)(*x.stride()),
         ctypes.c_void_p(grad.data_ptr()),
+        (ctypes.c_long * 3)(grad.stride(0), grad.stride(1), grad.stride(3)),
         ctypes.c_void_p(out.data_ptr()),
-        *(ctypes.c_long(v) for v in (batch, padded.shape[1], padded.shape[2], cin, cout, out_h, out_w)),
-        *(ctypes.c_long(v) for v in (*kernel_size, *stride, *dilation, groups)),
+        *(ctypes.c_long(v) for v in (batch, cin, *x.shape[2:], cout, out_h, out_w)),
+        *(ctypes.c_long(v) for v in (*kernel_size, *stride, *padding, *dilation, groups)),
         ctypes.c_int(torch.get_num_threads()),
     )
     if status < 0:
@@ -90,7 +83,7 @@ def _library() -> ctypes.CDLL | None:
     except (OSError, subprocess.SubprocessError) as exc:
         _log.info("compiled saliency kernel unavailable (%s); using the torch path", exc)
         return None
-    for suffix, _ in _TYPES.values():
+    for suffix in _SUFFIX.values():
         getattr(library, f"pss_lanes_{suffix}").restype = ctypes.c_int
         getattr(library, f"pss_abs_grad_sum_{suffix}").restype = ctypes.c_int
     return library

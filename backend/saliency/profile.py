@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import abs_grad_sum, channels_last_padded
+from .kernels import abs_grad_sum
 from .layout import FilterLayout, LayerSpan
 
 # Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
@@ -281,6 +281,15 @@ def _batch_as_groups_tiles(
         yield start, weight_grad.view(c, cout, fan_in)
 
 
+def _channels_last_padded(x: torch.Tensor, padding: tuple[int, int]) -> torch.Tensor:
+    """``[B, H + 2ph, W + 2pw, C]`` zero-padded copy: every kernel window becomes a plain strided view."""
+    batch, channels, height, width = x.shape
+    ph, pw = padding
+    padded = x.new_zeros(batch, height + 2 * ph, width + 2 * pw, channels)
+    padded[:, ph : ph + height, pw : pw + width] = x.permute(0, 2, 3, 1)
+    return padded
+
+
 def _strided_window_tiles(
     conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
 ) -> Iterator[tuple[int, torch.Tensor]]:
@@ -291,7 +300,7 @@ def _strided_window_tiles(
     batch, cin = x.shape[:2]
     cout, out_h, out_w = grad.shape[1:]
     kh, kw = conv.kernel_size
-    padded = channels_last_padded(x, padding)
+    padded = _channels_last_padded(x, padding)
     sb, sh, sw, sc = padded.stride()
     windows = padded.as_strided(
         (batch, out_h, out_w, kh, kw, cin),

@@ -129,3 +129,14 @@ def test_fresh_build_into_empty_cache(monkeypatch, tmp_path):
     assert library is not None and library.pss_lanes_f32() >= 4
     built = list((tmp_path / "pss" / "kernels").iterdir())
     assert len(built) == 1 and built[0].name.startswith("abs_grad-")  # no scratch files left behind
+
+
+@needs_kernel
+def test_kernel_reads_channels_last_tensors_in_place(monkeypatch):
+    conv = nn.Conv2d(32, 16, 3, stride=2, padding=1, bias=False).double()
+    x = torch.randn(3, 32, 9, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    grad = torch.randn_like(conv(x)).contiguous(memory_format=torch.channels_last)
+    fused = per_sample_abs_mean(conv, x, grad)
+    torch_path(monkeypatch)
+    expected = per_sample_abs_mean(conv, x.contiguous(), grad.contiguous())
+    assert ((fused - expected).abs() / expected).max().item() <= 1e-12

@@ -74,6 +74,14 @@ def abs_grad_sum(
     return out
 
 
+def kernel_status() -> str:
+    """Which CPU reduction the engine uses here, for benchmark reports."""
+    library = _library()
+    if library is None:
+        return "torch path (no compiled kernel)"
+    return f"compiled C kernel, {library.pss_lanes_f32()} float32 lanes ({torch.backends.cpu.get_cpu_capability()})"
+
+
 @functools.cache
 def _library() -> ctypes.CDLL | None:
     """The compiled kernel, built once per source/CPU level and cached on disk; None where it cannot be."""

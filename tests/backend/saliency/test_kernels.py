@@ -38,6 +38,7 @@ def test_kernel_is_built_where_a_compiler_exists():
     if shutil.which("gcc") is None and shutil.which("cc") is None:
         pytest.skip("no C compiler here")
     assert kernels._library() is not None
+    assert kernels.kernel_status().startswith("compiled C kernel")
 
 
 @needs_kernel

@@ -3,9 +3,9 @@
 Forming each sample's weight gradient with torch and then reducing it writes and re-reads the whole gradient;
 for layers with few output positions that memory traffic costs several times the multiply-adds themselves.
 ``abs_grad.c`` keeps the gradient in registers instead. It is built with the system C compiler on first use
-(about a second) into a per-user cache directory, keyed by its source, the compiler flags and the CPU's SIMD
+(about a second) into ``$PSS_CACHE_DIR/kernels``, keyed by its source, the compiler flags and the CPU's SIMD
 level; where that fails (no compiler, read-only cache, other platform) ``abs_grad_sum`` returns None and the
-callers use their torch path, which gives the same numbers.
+callers use their torch path (the same numbers up to rounding).
 """
 
 from __future__ import annotations
@@ -129,5 +129,5 @@ def _compile(command: list[str]) -> None:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "pss" / "kernels"
+    """``$PSS_CACHE_DIR/kernels`` (default ``~/.cache/pss``), where the project keeps its other downloads too."""
+    return Path(os.environ.get("PSS_CACHE_DIR", Path.home() / ".cache" / "pss")) / "kernels"

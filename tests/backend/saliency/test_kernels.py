@@ -116,19 +116,19 @@ def test_filter_saliency_matches_reference_float64_with_and_without_kernel(monke
 
 
 def test_failed_build_falls_back_to_torch_path(monkeypatch, tmp_path):
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("PSS_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     assert kernels._library.__wrapped__() is None
-    assert not list((tmp_path / "pss" / "kernels").glob("*.so"))
+    assert not list((tmp_path / "kernels").glob("*.so"))
 
 
 def test_fresh_build_into_empty_cache(monkeypatch, tmp_path):
     if shutil.which("gcc") is None and shutil.which("cc") is None:
         pytest.skip("no C compiler here")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("PSS_CACHE_DIR", str(tmp_path))
     library = kernels._library.__wrapped__()
     assert library is not None and library.pss_lanes_f32() >= 4
-    built = list((tmp_path / "pss" / "kernels").iterdir())
+    built = list((tmp_path / "kernels").iterdir())
     assert len(built) == 1 and built[0].name.startswith("abs_grad-")  # no scratch files left behind
 
 

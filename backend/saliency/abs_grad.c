@@ -166,6 +166,7 @@ int NAME(pss_abs_grad_sum)(const real *x, const long *x_stride, const real *g, c
                   k_blocks, offsets, offsets + k_blocks, (cout / groups + ROWS - 1) / ROWS, 0};
     if (threads > MAX_THREADS) threads = MAX_THREADS;
     if (threads > n * groups * pb.row_blocks) threads = (int)(n * groups * pb.row_blocks);
+    if (threads < 1) threads = 1;  /* an empty batch: nothing to do, but not an error */
     worker_state states[MAX_THREADS];
     int ready = 0;
     for (; ready < threads; ready++) {

@@ -69,6 +69,7 @@ def test_kernel_result_does_not_depend_on_threads():
     finally:
         torch.set_num_threads(threads)
     assert torch.equal(one, three)
+    assert per_sample_abs_mean(conv, x[:0], grad[:0]).shape == (0, 24)
 
 
 def test_kernel_declines_what_it_does_not_cover():

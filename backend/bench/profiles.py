@@ -100,6 +100,8 @@ def measure(model, images, labels, *, rounds: int, reference_samples: int) -> di
 def _report(args, device, r: dict) -> str:
     import torch
 
+    from backend.saliency.kernels import kernel_status
+
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {r['threads']} threads"
     lines = [
         f"model {args.model}  filters {r['num_filters']}  batch {args.batch_size}  device {where}",
@@ -110,6 +112,8 @@ def _report(args, device, r: dict) -> str:
         f"  engine / plain                 {r['engine'] / r['plain']:10.2f}x",
         f"  engine vs reference, max per-sample relative error {r['max_relative_error']:.2e}",
     ]
+    if device.type == "cpu":
+        lines.append(f"  engine per-sample reduction: {kernel_status()}")
     return "\n".join(lines)
 
 

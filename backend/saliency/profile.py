@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .hooks import HookSet
+from .kernels import abs_grad_sum
 from .layout import FilterLayout, LayerSpan
 
 # Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
@@ -190,6 +191,9 @@ def per_sample_abs_mean(
     x, padding = _explicit_padding(conv, x)
     if differentiable:
         return torch.cat([tile.abs().sum(dim=2) for _, tile in _weight_grad_tiles(conv, x, grad, padding)]) / fan_in
+    fused = abs_grad_sum(x, grad, conv.kernel_size, conv.stride, padding, conv.dilation, conv.groups)
+    if fused is not None:
+        return fused.div_(fan_in)
     out = torch.empty(x.shape[0], grad.shape[1], device=grad.device, dtype=grad.dtype)
     positions = grad.shape[2] * grad.shape[3]
     if not x.is_cuda and positions >= _GROUPED_CONV_MIN_POSITIONS:

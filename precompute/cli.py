@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", choices=["flat", "sq8", "ivf"], default="flat",
                         help="FAISS index over the standardized profiles: flat = exact (default); sq8/ivf = "
                              "approximate, smaller/faster for large N (their recall@10 is measured and printed)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="storage of profiles_std/features (float16) and profiles_raw (bfloat16, whose range "
+                             "holds tiny saliencies): half the disk and page cache, values within 16-bit rounding "
+                             "(default float32)")
     parser.add_argument("--limit", type=int, help="only the first N samples of the dataset")
     parser.add_argument("--shard-size", type=int, default=1024,
                         help="samples per resumable shard (default 1024)")
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         workers = args.workers if args.workers is not None else min(8, max((os.cpu_count() or 1) - 1, 0))
         manifest = run_precompute(
             model, dataset, args.out, model_spec=args.model, data_spec=args.data, batch_size=args.batch_size,
-            shard_size=args.shard_size, index=args.index, limit=args.limit, feature_layer=args.feature_layer,
+            shard_size=args.shard_size, index=args.index, dtype=args.dtype, limit=args.limit, feature_layer=args.feature_layer,
             force=args.force, num_workers=workers,
         )
     except OSError as exc:

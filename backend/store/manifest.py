@@ -14,6 +14,7 @@ from backend.errors import PSSError
 from backend.saliency import FilterLayout
 
 from .atomic import write_json_atomic
+from .storage import FORMATS, HALF
 
 FORMAT = "pss-artifacts"
 FORMAT_VERSION = 1
@@ -52,6 +53,25 @@ class IndexRecord:
 
 
 @dataclass(frozen=True)
+class StorageRecord:
+    """How each large array is stored (``storage.py``); dirs written before this record hold float32."""
+
+    profiles_raw: str = "float32"  # float32 | bfloat16
+    profiles_std: str = "float32"  # float32 | float16
+    features: str = "float32"  # float32 | float16
+
+    def __post_init__(self):
+        for name, fmt in asdict(self).items():
+            if fmt not in FORMATS:
+                raise ValueError(f"storage.{name} is {fmt!r}, not one of {', '.join(FORMATS)}")
+
+    @classmethod
+    def for_dtype(cls, dtype: str) -> "StorageRecord":
+        """The record for ``pss precompute --dtype``: float32 everywhere, or each array's 16-bit format."""
+        return cls(**HALF) if dtype == "float16" else cls()
+
+
+@dataclass(frozen=True)
 class Manifest:
     created: str
     job_key: str
@@ -67,6 +87,7 @@ class Manifest:
     index: IndexRecord
     versions: dict[str, str]
     files: dict[str, dict]  # file name -> {"bytes", and "shape"/"dtype" or "arrays"}
+    storage: StorageRecord = field(default_factory=StorageRecord)
 
     @property
     def num_filters(self) -> int:
@@ -101,6 +122,7 @@ class Manifest:
                       **self.index.params},
             "versions": dict(self.versions),
             "files": self.files,
+            "storage": asdict(self.storage),
         }
 
     @classmethod
@@ -125,6 +147,7 @@ class Manifest:
             index=IndexRecord(str(kind), recall, index),
             versions=dict(doc["versions"]),
             files=dict(doc["files"]),
+            storage=StorageRecord(**doc.get("storage", {})),
         )
 
     def write(self, directory: Path) -> None:

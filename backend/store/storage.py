@@ -43,7 +43,7 @@ def encode(values: np.ndarray, fmt: str, what: str) -> np.ndarray:
     if fmt == "float32":
         return np.asarray(values, dtype=np.float32)
     if fmt == "bfloat16":
-        bits = torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)).to(torch.bfloat16)
+        bits = torch.from_numpy(np.array(values, dtype=np.float32)).to(torch.bfloat16)  # a copy: memmaps are read-only
         return bits.view(torch.int16).numpy().view(np.uint16)
     largest = float(np.abs(values).max(initial=0.0))
     if not largest <= _FLOAT16_MAX:

@@ -75,6 +75,22 @@ class StoredRows:
     def __getitem__(self, key) -> np.ndarray:
         return decode(self.stored[key], self.format)
 
+    def column_blocks(self, a: int, b: int, block_bytes: int):
+        """Columns ``a:b`` of every row as float32, in consecutive blocks of rows (about ``block_bytes`` each)
+        converted into one reused buffer: a scan without a new allocation per block."""
+        rows = max(1, block_bytes // (4 * max(b - a, 1)))
+        buffer = np.empty((rows, b - a), dtype=np.float32)
+        for start in range(0, self.shape[0], rows):
+            part = self.stored[start : start + rows, a:b]
+            out = buffer[: part.shape[0]]
+            if self.format == "bfloat16":
+                bits = out.view(np.uint32)
+                np.copyto(bits, part)
+                bits <<= 16
+            else:
+                np.copyto(out, part)
+            yield out
+
     def __len__(self) -> int:
         return self.shape[0]
 

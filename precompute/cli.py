@@ -33,9 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward/backward pass (default 64)")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
                         help="where the model runs (default auto: cuda when available)")
-    parser.add_argument("--index", choices=["flat", "sq8", "ivf"], default="flat",
-                        help="FAISS index over the standardized profiles: flat = exact (default); sq8/ivf = "
-                             "approximate, smaller/faster for large N (their recall@10 is measured and printed)")
+    parser.add_argument("--index", choices=["flat", "sq8", "ivf", "ivfpq"], default="flat",
+                        help="FAISS index over the standardized profiles: flat = exact (default); sq8/ivf/ivfpq = "
+                             "approximate, smaller/faster for large N (their recall@10 is measured and printed); "
+                             "ivfpq keeps about F/32 bytes a row (see docs/scaling.md)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="storage of profiles_std/features (float16) and profiles_raw (bfloat16, whose range "
                              "holds tiny saliencies): half the disk and page cache, values within 16-bit rounding "

@@ -6,8 +6,8 @@ memory-mapped float32 matrix, normalized with per-layer prefix norms) and the ex
 (an int8 copy scanned first with per-row error bounds, then float32 only for rows that can still make the
 top k), checks that both give the same top k on every query, and prints the bytes each query read. Then the
 FAISS index of --index (sq8 by default), with its recall@k against exact. The data is written to a temporary
-dir (--dir) and
-deleted afterwards; it needs about samples x filters x 6 bytes of RAM for the page cache (8 GB by default).
+dir (--dir) and deleted afterwards; it needs about samples x filters x 6 bytes of RAM for the page cache (8 GB
+by default).
 
 examples:
   pss bench index                                  # 50,000 x 26,560

@@ -41,9 +41,9 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="pss-bench-memory-") as tmp:
         started = time.perf_counter()
         _write_dir(tmp, args.samples, args.feature_dim, args.dtype, args.seed)
-        sizes = {name: os.path.getsize(os.path.join(tmp, name)) / 1e9 for name in sorted(os.listdir(tmp))}
+        sizes = {name: os.path.getsize(os.path.join(tmp, name)) / 1e6 for name in sorted(os.listdir(tmp))}
         print(f"synthetic artifacts ({args.dtype}) written in {time.perf_counter() - started:.0f} s: "
-              + ", ".join(f"{name} {gb:.2f} GB" for name, gb in sizes.items() if gb >= 0.01))
+              + ", ".join(f"{name} {mb:,.1f} MB" for name, mb in sizes.items()))
         child = [sys.executable, "-c", f"from backend.bench.memory import measure; measure({tmp!r}, {args.queries})"]
         return subprocess.run(child, check=False).returncode
 

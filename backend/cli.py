@@ -19,6 +19,7 @@ from backend import demo, train_demo
 from backend.api import cli as serve_cli
 from backend.bench import api as bench_api
 from backend.bench import index as bench_index
+from backend.bench import memory as bench_memory
 from backend.bench import profiles as bench_profiles
 from backend.errors import PSSError
 from backend.experiments import cli as experiments_cli
@@ -37,6 +38,7 @@ BENCH_COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "profiles": (bench_profiles, "engine vs batch-size-1 reference vs plain forward+backward"),
     "index": (bench_index, "nearest-neighbour query latency on synthetic profiles"),
     "api": (bench_api, "HTTP route latency against a warm server"),
+    "memory": (bench_memory, "resident memory of a served artifacts dir, float32 or float16"),
 }
 
 

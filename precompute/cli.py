@@ -42,9 +42,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64, help="images per forward/backward pass (default 64)")
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto",
                         help="where the model runs (default auto: cuda when available)")
-    parser.add_argument("--index", choices=["flat", "sq8", "ivf"], default="flat",
-                        help="FAISS index over the standardized profiles: flat = exact (default); sq8/ivf = "
-                             "approximate, smaller/faster for large N (their recall@10 is measured and printed)")
+    parser.add_argument("--index", choices=["flat", "sq8", "ivf", "ivfpq"], default="flat",
+                        help="FAISS index over the standardized profiles: flat = exact (default); sq8/ivf/ivfpq = "
+                             "approximate, smaller/faster for large N (their recall@10 is measured and printed); "
+                             "ivfpq keeps about F/32 bytes a row (see docs/scaling.md)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="storage of profiles_std/features (float16) and profiles_raw (bfloat16, whose range "
+                             "holds tiny saliencies): half the disk and page cache, values within 16-bit rounding "
+                             "(default float32)")
     parser.add_argument("--limit", type=int, help="only the first N samples of the dataset")
     parser.add_argument("--shard-size", type=int, default=1024,
                         help="samples per resumable shard (default 1024)")
@@ -96,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
         workers = args.workers if args.workers is not None else min(8, max((os.cpu_count() or 1) - 1, 0))
         manifest = run_precompute(
             model, dataset, args.out, model_spec=args.model, data_spec=args.data, batch_size=args.batch_size,
-            shard_size=args.shard_size, index=args.index, limit=args.limit, feature_layer=args.feature_layer,
-            force=args.force, num_workers=workers, params=args.params,
+            shard_size=args.shard_size, index=args.index, dtype=args.dtype, limit=args.limit,
+            feature_layer=args.feature_layer, force=args.force, num_workers=workers, params=args.params,
         )
     except OSError as exc:
         if exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):

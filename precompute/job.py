@@ -37,8 +37,9 @@ from backend.errors import PSSError
 from backend.saliency import SaliencyStats, UnsupportedModel, profile_batch
 from backend.models import InputSpec, model_input_spec, weights_sha256
 from backend.store import artifacts as store
-from backend.store import filter_layout, search
-from backend.store.manifest import MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord
+from backend.store import filter_layout, search, storage
+from backend.store.manifest import (MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord,
+                                    StorageRecord)
 from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
 
 log = logging.getLogger("precompute")
@@ -82,6 +83,7 @@ def run_precompute(
     batch_size: int = 64,
     shard_size: int = 1024,
     index: str = "flat",
+    dtype: str = "float32",
     limit: int | None = None,
     feature_layer: str | None = None,
     force: bool = False,
@@ -97,11 +99,15 @@ def run_precompute(
     ``tensors()`` method returning in-memory ``(images, labels)`` is used when present; its ``preprocess`` (a
     ``backend.data.Preprocess``), when it has one, is recorded in the manifest for every later consumer. Only
     the first ``limit`` samples are processed when given. ``params`` chooses the filters (conv | linear |
-    conv+linear). ``force`` discards whatever ``out_dir`` holds from earlier
-    runs (only the files this job writes).
+    conv+linear). ``force`` discards whatever ``out_dir`` holds from earlier runs (only the files this job
+    writes). ``dtype`` is the storage of the profiles and features (``float16``: half the bytes, see
+    ``backend/store/storage.py``).
     """
     if index not in search.INDEX_KINDS:
         raise PSSError(f"unknown index kind {index!r}; choose one of {', '.join(search.INDEX_KINDS)}")
+    if dtype not in storage.DTYPES:
+        raise PSSError(f"unknown --dtype {dtype!r}; choose one of {', '.join(storage.DTYPES)}")
+    stored = StorageRecord.for_dtype(dtype)
     if batch_size < 1 or shard_size < 1:
         raise PSSError("--batch-size and --shard-size must be positive")
     ranks = Ranks()
@@ -129,7 +135,7 @@ def run_precompute(
     key = hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
     shards = out / SHARDS_DIR
 
-    existing = _inspect(out, key, index, force)  # read-only, so every rank reaches the same verdict
+    existing = _inspect(out, key, index, stored, force)  # read-only, so every rank reaches the same verdict
     if existing is not None:
         log.info("%s is up to date (same model, weights, data and settings); use --force to recompute", out)
         if ranks.rank == 0 and shards.exists():
@@ -166,7 +172,8 @@ def run_precompute(
     stats = _merged_stats(shards, num_shards, layout.num_filters, ranks, device)
     if ranks.rank != 0:
         return None
-    manifest = _assemble(out, shards, num_shards, job, key, layout, stats, index, class_names, params, preprocess)
+    manifest = _assemble(out, shards, num_shards, job, key, layout, stats, index, stored, class_names, params,
+                         preprocess)
     shutil.rmtree(shards)
     return manifest
 
@@ -182,7 +189,7 @@ def _settings_beyond_the_spec(model_spec: str, model: nn.Module, params: str, pr
     return settings
 
 
-def _inspect(out: Path, key: str, index: str, force: bool) -> Manifest | None:
+def _inspect(out: Path, key: str, index: str, stored: StorageRecord, force: bool) -> Manifest | None:
     """The manifest when ``out`` already holds these exact artifacts; raises when it holds other things."""
     if force or not out.exists():
         return None
@@ -193,10 +200,11 @@ def _inspect(out: Path, key: str, index: str, force: bool) -> Manifest | None:
             manifest = store.Artifacts.open(out).manifest
         except PSSError as exc:
             raise PSSError(f"{out} holds broken artifacts ({exc}); rerun with --force to replace them") from exc
-        if manifest.job_key != key or manifest.index.kind != index:
+        if manifest.job_key != key or manifest.index.kind != index or manifest.storage != stored:
             raise PSSError(
                 f"{out} holds artifacts of another job (model {manifest.model.spec!r}, data "
-                f"{manifest.data.spec!r}, index {manifest.index.kind!r}, or different weights/settings); "
+                f"{manifest.data.spec!r}, index {manifest.index.kind!r}, storage of the profiles "
+                f"{manifest.storage.profiles_std}, or different weights/settings); "
                 "rerun with --force to replace them, or choose another --out"
             )
         return manifest
@@ -322,9 +330,10 @@ def _merged_stats(shards: Path, num_shards: int, num_filters: int, ranks: Ranks,
     return stats
 
 
-def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, class_names, params,
+def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, stored, class_names, params,
               preprocess) -> Manifest:
-    """Rank 0: the final arrays from the shards (in order), the index, and the manifest last."""
+    """Rank 0: the final arrays from the shards (in order, in the ``stored`` formats), the index, the int8
+    search copy, and the manifest last. Norms, index and copy are computed from the stored values."""
     total = job["num_samples"]
     with np.load(_shard_path(shards, 0), allow_pickle=False) as first:
         feature_dim, num_classes = first["features"].shape[1], first["probs"].shape[1]
@@ -333,21 +342,24 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
     boundaries = [span.start for span in layout.spans] + [layout.num_filters]
     predictions = {"label": np.empty(total, np.int64), "pred": np.empty(total, np.int64),
                    "probs": np.empty((total, num_classes), np.float32), "loss": np.empty(total, np.float32)}
+    raw_dtype, std_dtype, feat_dtype = (storage.numpy_dtype(fmt) for fmt in
+                                        (stored.profiles_raw, stored.profiles_std, stored.features))
     with (
-        AtomicNpy(out / store.PROFILES_RAW, (total, layout.num_filters), np.float32) as raw_out,
-        AtomicNpy(out / store.PROFILES_STD, (total, layout.num_filters), np.float32) as std_out,
-        AtomicNpy(out / store.FEATURES, (total, feature_dim), np.float32) as feat_out,
+        AtomicNpy(out / store.PROFILES_RAW, (total, layout.num_filters), raw_dtype) as raw_out,
+        AtomicNpy(out / store.PROFILES_STD, (total, layout.num_filters), std_dtype) as std_out,
+        AtomicNpy(out / store.FEATURES, (total, feature_dim), feat_dtype) as feat_out,
         AtomicNpy(out / store.PROFILE_NORMS, (total, len(boundaries)), np.float64) as norms_out,
     ):
         for shard in range(num_shards):
             with np.load(_shard_path(shards, shard), allow_pickle=False) as archive:
                 start, stop = int(archive["start"]), int(archive["stop"])
                 raw = archive["raw"]
-                standardized = stats.standardize(raw)
-                raw_out.array[start:stop] = raw
+                standardized = storage.encode(stats.standardize(raw), stored.profiles_std, "standardized profiles")
+                raw_out.array[start:stop] = storage.encode(raw, stored.profiles_raw, "raw profiles")
                 std_out.array[start:stop] = standardized
-                norms_out.array[start:stop] = search.prefix_squares(standardized, boundaries)
-                feat_out.array[start:stop] = archive["features"]
+                norms_out.array[start:stop] = search.prefix_squares(storage.decode(standardized, stored.profiles_std),
+                                                                    boundaries)
+                feat_out.array[start:stop] = storage.encode(archive["features"], stored.features, "features")
                 for name in predictions:
                     predictions[name][start:stop] = archive[name]
     save_npz_atomic(out / store.PREDICTIONS, predictions)
@@ -355,7 +367,8 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
 
     import faiss
 
-    profiles_std = np.load(out / store.PROFILES_STD, mmap_mode="r", allow_pickle=False)
+    profiles_std = storage.open_rows(np.load(out / store.PROFILES_STD, mmap_mode="r", allow_pickle=False),
+                                     stored.profiles_std)
     started = time.perf_counter()
     faiss_index = search.build_index(index_kind, profiles_std)
     index_params, recall_at_10 = search.index_params(faiss_index), None
@@ -388,7 +401,9 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, clas
         files={name: store.describe_file(out / name) for name in store.DATA_FILES},
         params=params,
         preprocess=preprocess,
+        storage=stored,
     )
+    store.build_search_copy(out, manifest)  # before the manifest: the copy is part of the finished dir
     manifest.write(out)
     log.info("done: %d samples, %d filters, accuracy %.2f%%", total, layout.num_filters, 100 * manifest.accuracy)
     return manifest

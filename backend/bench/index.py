@@ -5,8 +5,9 @@ and two layer ranges it times, query by query side by side, the plain exact scan
 memory-mapped float32 matrix, normalized with per-layer prefix norms) and the exact search the backend uses
 (an int8 copy scanned first with per-row error bounds, then float32 only for rows that can still make the
 top k), checks that both give the same top k on every query, and prints the bytes each query read. Then the
-FAISS sq8 index, with its recall@k against exact. The data is written to a temporary dir (--dir) and
-deleted afterwards; it needs about samples x filters x 6 bytes of RAM for the page cache (8 GB by default).
+FAISS index of --index (sq8 by default), with its recall@k against exact. The data is written to a temporary
+dir (--dir) and deleted afterwards; it needs about samples x filters x 6 bytes of RAM for the page cache (8 GB
+by default).
 
 examples:
   pss bench index                                  # 50,000 x 26,560
@@ -29,7 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=40, help="timed queries per method (default 40)")
     parser.add_argument("--k", type=int, default=10, help="neighbours per query (default 10)")
     parser.add_argument("--classes", type=int, default=1000, help="synthetic clusters (default 1000)")
-    parser.add_argument("--no-sq8", action="store_true", help="skip building and timing the sq8 index")
+    parser.add_argument("--index", choices=["sq8", "ivf", "ivfpq"], default="sq8",
+                        help="the approximate FAISS index timed after the exact methods, with its recall (default sq8)")
+    parser.add_argument("--no-sq8", action="store_true", help="skip building and timing the approximate index")
     parser.add_argument("--dir", default=None, help="where to write the temporary data (default: system temp)")
     parser.add_argument("--seed", type=int, default=0)
 
@@ -115,17 +118,18 @@ def run(args: argparse.Namespace) -> int:
 
         if not args.no_sq8:
             started = time.perf_counter()
-            index = search.build_index("sq8", matrix, seed=args.seed)
-            print(f"sq8 index built in {time.perf_counter() - started:.1f} s ({index.sa_code_size() * n / 1e9:.2f} GB)")
+            index = search.build_index(args.index, matrix, seed=args.seed)
+            print(f"{args.index} index built in {time.perf_counter() - started:.1f} s "
+                  f"({index.sa_code_size() * n / 1e9:.2f} GB of codes; {search.index_params(index)})")
 
-            def sq8(qid):
+            def approximate(qid):
                 allowed[qid] = False
                 ids, scores = search.faiss_search(index, matrix[qid], args.k, allowed)
                 allowed[qid] = True
                 return exact.SearchResult(ids, scores, index.sa_code_size() * n, 0)
 
-            name = "faiss sq8, full profile"
-            timed, found = _time_side_by_side({name: sq8}, queries)
+            name = f"faiss {args.index}, full profile"
+            timed, found = _time_side_by_side({name: approximate}, queries)
             exact_ids = answers[f"float32 scan, {next(iter(ranges))}"]
             timed[name]["recall"] = float(np.mean([len(set(g.ids) & set(w.ids)) / args.k
                                                    for g, w in zip(found[name], exact_ids)]))

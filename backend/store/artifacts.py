@@ -21,7 +21,7 @@ import numpy as np
 from backend.errors import PSSError
 from backend.saliency import SaliencyStats
 
-from . import exact, search
+from . import exact, search, storage
 from .manifest import MANIFEST, Manifest
 PREDICTIONS = "predictions.npz"
 STATS = "stats.npz"
@@ -62,6 +62,22 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
         return tuple(shape), dtype, handle.tell()
 
 
+def exact_search(directory: Path, manifest: Manifest, profiles_std, profile_norms: np.ndarray) -> exact.ExactSearch:
+    """The exact layer-range search over a dir's stored profiles; its int8 copy is tied to this manifest."""
+    boundaries = [span.start for span in manifest.layout.spans] + [manifest.layout.num_filters]
+    return exact.ExactSearch(profiles_std, profile_norms, boundaries, directory,
+                             json.dumps(manifest.to_json(), sort_keys=True))
+
+
+def build_search_copy(directory: Path, manifest: Manifest) -> None:
+    """Writes the int8 search copy of a dir whose arrays are complete and whose ``manifest`` is not yet
+    written (so the copy is part of the finished dir); nothing for profiles below ``exact.MIN_BYTES``."""
+    profiles_std = storage.open_rows(np.load(directory / PROFILES_STD, mmap_mode="r", allow_pickle=False),
+                                     manifest.storage.profiles_std)
+    norms = np.load(directory / PROFILE_NORMS, mmap_mode="r", allow_pickle=False)
+    exact_search(directory, manifest, profiles_std, norms).prepare()
+
+
 class Artifacts:
     """A validated, read-only view of an artifacts dir; safe to share between threads.
 
@@ -73,7 +89,7 @@ class Artifacts:
         self.directory = directory
         self.manifest = manifest
         self._lock = threading.Lock()
-        self._feature_unit: np.ndarray | None = None
+        self._feature_norms: np.ndarray | None = None
 
     # ------------------------------------------------------------------------------------ opening
     @classmethod
@@ -101,14 +117,13 @@ class Artifacts:
         self.correct = self.labels == self.preds
         self.stats = SaliencyStats.from_state_dict(self._npz(STATS))
 
-        self.profiles_raw = self._npy(PROFILES_RAW)
-        self.profiles_std = self._npy(PROFILES_STD)
-        self.features = self._npy(FEATURES)
+        stored = self.manifest.storage
+        self.profiles_raw = storage.open_rows(self._npy(PROFILES_RAW), stored.profiles_raw)
+        self.profiles_std = storage.open_rows(self._npy(PROFILES_STD), stored.profiles_std)
+        self.features = storage.open_rows(self._npy(FEATURES), stored.features)
         self.profile_norms = self._npy(PROFILE_NORMS)
         self._check_consistency()
-        boundaries = [span.start for span in self.layout.spans] + [self.layout.num_filters]
-        self.exact = exact.ExactSearch(self.profiles_std, self.profile_norms, boundaries, self.directory,
-                                       json.dumps(self.manifest.to_json(), sort_keys=True))
+        self.exact = exact_search(self.directory, self.manifest, self.profiles_std, self.profile_norms)
         self.index = None
         if self.index_kind != "flat":  # flat queries use the exact path over profiles_std instead (no copy)
             import faiss
@@ -175,6 +190,12 @@ class Artifacts:
             if tuple(actual) != expected:
                 raise PSSError(f"{self.directory}/{what} has shape {tuple(actual)}, expected {expected} "
                                f"for {n} samples and {f} filters")
+        stored = self.manifest.storage
+        for name, fmt in ((PROFILES_RAW, stored.profiles_raw), (PROFILES_STD, stored.profiles_std),
+                          (FEATURES, stored.features)):
+            if self.manifest.files[name]["dtype"] != storage.numpy_dtype(fmt).str:
+                raise PSSError(f"{self.directory}/{name} holds {self.manifest.files[name]['dtype']}, but the "
+                               f"manifest says it is stored as {fmt}; rerun `pss precompute --force`")
 
     # ----------------------------------------------------------------------------- manifest fields
     @property
@@ -249,7 +270,9 @@ class Artifacts:
             if query_id is not None:
                 allowed[query_id] = False
         if space == "feature":
-            ids, scores = search.top_k(self._features_unit() @ search.normalize_rows(vector[None])[0], int(k), allowed)
+            dim = self.features.shape[1]
+            scores = search.range_cosine(self.features, self._features_norms(), vector, (0, dim), (0, 1))
+            ids, scores = search.top_k(scores, int(k), allowed)
         elif layers is None and self.index is not None:
             ids, scores = search.faiss_search(self.index, vector, int(k), allowed)
         else:
@@ -273,11 +296,12 @@ class Artifacts:
             raise PSSError("the query vector contains NaN or infinite values")
         return None, vector
 
-    def _features_unit(self) -> np.ndarray:
+    def _features_norms(self) -> np.ndarray:
+        """``[N, 2]`` sums of squares of the stored features (one pass, on the first feature query)."""
         with self._lock:
-            if self._feature_unit is None:
-                self._feature_unit = search.normalize_rows(self.features)
-            return self._feature_unit
+            if self._feature_norms is None:
+                self._feature_norms = search.prefix_squares(self.features, [0, self.features.shape[1]])
+            return self._feature_norms
 
     def __repr__(self) -> str:
         return (f"Artifacts({self.directory}, {self.num_samples} samples, {self.layout.num_filters} filters, "

@@ -72,14 +72,21 @@ class ExactSearch:
         codes = self._quantized() if self.use_codes and (b - a) >= FLOAT32_SCAN_SHARE * self.matrix.shape[1] else None
         if codes is None:
             ids, scores = top_k(range_cosine(self.matrix, self.prefix_sq, query, (a, b), layers), k, allowed)
-            return SearchResult(ids, scores, self.matrix.shape[0] * ((b - a) * 4 + 16), self.matrix.shape[0])
+            return SearchResult(ids, scores, self.matrix.shape[0] * ((b - a) * self.matrix.itemsize + 16),
+                                self.matrix.shape[0])
         low, high = codes.cosine_bounds(query, layers, self.boundaries, self.prefix_sq)
         candidates = candidate_rows(low, high, k, allowed)
-        rows = self.matrix[candidates, a:b]  # only the range of only these rows is read
+        rows = self.matrix[candidates, a:b]  # only the range of only these rows is read (as float32)
         picked, best = top_k(range_cosine(rows, self.prefix_sq[candidates], query[a:b], (0, b - a), layers), k)
         side_arrays = 8 * 6  # scale, two error and three prefix-norm columns, float64
-        bytes_read = codes.codes.nbytes + self.matrix.shape[0] * side_arrays + rows.nbytes
+        bytes_read = codes.codes.nbytes + self.matrix.shape[0] * side_arrays + rows.size * self.matrix.itemsize
         return SearchResult(candidates[picked], best, bytes_read, len(candidates))
+
+    def prepare(self) -> None:
+        """Builds (or checks) the int8 copy now, when this matrix gets one; errors propagate."""
+        if self.use_codes:
+            with self._lock:
+                self._codes = QuantizedRows.load_or_build(self.directory, self.matrix, self.boundaries, self.tag)
 
     def _quantized(self) -> "QuantizedRows | None":
         with self._lock:

@@ -15,6 +15,7 @@ from backend.models import InputSpec
 from backend.saliency import FilterLayout
 
 from .atomic import write_json_atomic
+from .storage import FORMATS, HALF
 
 FORMAT = "pss-artifacts"
 FORMAT_VERSION = 1
@@ -54,6 +55,25 @@ class IndexRecord:
 
 
 @dataclass(frozen=True)
+class StorageRecord:
+    """How each large array is stored (``storage.py``); dirs written before this record hold float32."""
+
+    profiles_raw: str = "float32"  # float32 | bfloat16
+    profiles_std: str = "float32"  # float32 | float16
+    features: str = "float32"  # float32 | float16
+
+    def __post_init__(self):
+        for name, fmt in asdict(self).items():
+            if fmt not in FORMATS:
+                raise ValueError(f"storage.{name} is {fmt!r}, not one of {', '.join(FORMATS)}")
+
+    @classmethod
+    def for_dtype(cls, dtype: str) -> "StorageRecord":
+        """The record for ``pss precompute --dtype``: float32 everywhere, or each array's 16-bit format."""
+        return cls(**HALF) if dtype == "float16" else cls()
+
+
+@dataclass(frozen=True)
 class Manifest:
     created: str
     job_key: str
@@ -73,6 +93,7 @@ class Manifest:
     # the image pipeline the profiles were computed with; every consumer (datasets, uploads) uses it. None in
     # dirs written before the field: those used what the model spec gives (backend.models.model_input_spec)
     preprocess: InputSpec | None = None
+    storage: StorageRecord = field(default_factory=StorageRecord)
 
     @property
     def num_filters(self) -> int:
@@ -109,6 +130,7 @@ class Manifest:
                       **self.index.params},
             "versions": dict(self.versions),
             "files": self.files,
+            "storage": asdict(self.storage),
         }
 
     @classmethod
@@ -135,6 +157,7 @@ class Manifest:
             files=dict(doc["files"]),
             params=_params(doc.get("params", "conv")),
             preprocess=None if doc.get("preprocess") is None else InputSpec.from_dict(doc["preprocess"]),
+            storage=StorageRecord(**doc.get("storage", {})),
         )
 
     def write(self, directory: Path) -> None:

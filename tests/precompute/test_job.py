@@ -127,7 +127,7 @@ def test_feature_layer_override(tmp_path):
     assert manifest.engine.feature_layer == "pool"
 
 
-@pytest.mark.parametrize("kind", ["sq8", "ivf"])
+@pytest.mark.parametrize("kind", ["sq8", "ivf", "ivfpq"])
 def test_approximate_index_recall_is_measured(tmp_path, kind):
     """The stored recall@10 equals an independent count: N < 200, so every sample was a query."""
     import faiss
@@ -148,8 +148,11 @@ def test_approximate_index_recall_is_measured(tmp_path, kind):
     wrong = ~artifacts.correct
     got = artifacts.neighbors(4, k=10, misclassified_only=True)
     assert got and all(wrong[h["id"]] for h in got) and all(h["id"] != 4 for h in got)
-    if kind == "ivf":
+    if kind in ("ivf", "ivfpq"):
         assert artifacts.manifest.index.params["nlist"] >= 1 and artifacts.manifest.index.params["nprobe"] >= 1
+    if kind == "ivfpq":  # codes of a divisor of the profile length, at most 8 bits (150 rows train 2 bits)
+        params = artifacts.manifest.index.params
+        assert z.shape[1] % params["pq_bytes"] == 0 and params["pq_bits"] == 1 and index.sa_code_size() < z.shape[1]
     # A layer range never goes through the approximate index: it is exact.
     start, stop = artifacts.layout.filter_range(1, 3)
     sub = z[:, start:stop]

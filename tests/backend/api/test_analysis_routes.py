@@ -166,3 +166,24 @@ def test_dir_written_before_the_analysis_opens_and_says_how_to_add_it(artifacts_
         response = client.get(path)
         assert response.status_code == 422, (path, response.text)
         assert "rerun `pss precompute --force`" in response.json()["detail"]
+
+
+def test_input_saliency_for_chosen_filters(client, reference):
+    from backend.render import overlay, png_bytes
+    from backend.saliency import input_saliency
+
+    from .test_routes import decode_png
+
+    image, label = reference.dataset[5]
+    num_filters = reference.artifacts.layout.num_filters
+    chosen = [num_filters - 1, 3]
+    response = client.get("/api/samples/5/input-saliency.png", params={"filters": f"{chosen[0]},{chosen[1]}"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    heat = input_saliency(reference.model, image, label, reference.artifacts.stats, filters=sorted(chosen))
+    expected = decode_png(png_bytes(overlay(reference.dataset.display_image(5), heat.numpy()), upscale_to=224))
+    assert np.array_equal(decode_png(response.content), expected)
+    top = client.get("/api/samples/5/input-saliency.png", params={"top_k": 2})
+    assert top.content != response.content
+    for bad, words in ((f"{num_filters}", "filters must be in"), ("1,,2", "filters"), ("a", "filters")):
+        answer = client.get("/api/samples/5/input-saliency.png", params={"filters": bad})
+        assert answer.status_code == 422 and words in answer.json()["detail"], answer.text

@@ -13,7 +13,7 @@ import numpy as np
 
 from backend.store import Artifacts
 from backend.store.analysis import Analysis, load_analysis, require
-from precompute.analysis.export import sample_table
+from precompute.analysis.export import artifacts_table
 
 from .service import Invalid, NotFound
 
@@ -101,9 +101,7 @@ class AnalysisService:
     def export_csv(self) -> bytes:
         import pyarrow.csv as pcsv
 
-        a, art = self.analysis, self.artifacts
-        table = sample_table(art.labels, art.preds, art.probs, art.loss, art.profiles_std, mistake_ids=a.mistake_ids,
-                             failure_mode=a.failure_mode, saliency_xy=a.saliency_xy, feature_xy=a.feature_xy)
+        table = artifacts_table(self.artifacts, analysis=self.analysis)
         buffer = io.BytesIO()
         pcsv.write_csv(table, buffer)
         return buffer.getvalue()

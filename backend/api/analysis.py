@@ -53,7 +53,7 @@ class AnalysisService:
             "raw_mean": float(stats.mean[index]),
             "raw_std": float(stats.std[index]),
             "top_samples": [{"id": int(i), "z": float(z)} for i, z in zip(a.reference_ids[index], a.reference_z[index])],
-            "top_activating": [{"id": int(i), "activation": float(v)}
+            "top_activating": [{"id": int(i), "activation": float(v) if np.isfinite(v) else None}
                                for i, v in zip(a.activating_ids[index], a.activating_values[index])],
             "classes": [{"class": int(a.class_ids[g]), "mean_z": float(class_z[g])} for g in by_class],
             "confusions": [{"true": int(a.pair_ids[p, 0]), "pred": int(a.pair_ids[p, 1]),

@@ -22,7 +22,8 @@ class SampleZ(BaseModel):
 
 class SampleActivation(BaseModel):
     id: int
-    activation: float = Field(description="max over positions of the filter's output channel")
+    activation: float | None = Field(description="max over positions of the filter's output channel; null for a "
+                                                "layer that does not run in eval mode (e.g. an auxiliary head)")
 
 
 class ClassZ(BaseModel):

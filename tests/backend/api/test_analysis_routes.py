@@ -187,3 +187,15 @@ def test_input_saliency_for_chosen_filters(client, reference):
     for bad, words in ((f"{num_filters}", "filters must be in"), ("1,,2", "filters"), ("a", "filters")):
         answer = client.get("/api/samples/5/input-saliency.png", params={"filters": bad})
         assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
+
+
+def test_upload_input_saliency_for_chosen_filters(client):
+    from . import images
+    from .test_uploads import upload
+
+    uid = upload(client, images.encode(images.pattern(), "PNG"), label=2).json()["id"]
+    chosen = client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "0,5"})
+    top = client.get(f"/api/uploads/{uid}/input-saliency.png", params={"top_k": 2})
+    assert chosen.status_code == top.status_code == 200 and chosen.content != top.content
+    assert client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "0,5"}).content == chosen.content
+    assert client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "-1"}).status_code == 422

@@ -15,6 +15,8 @@ from types import ModuleType
 
 import app.cli
 import precompute.cli
+from precompute import export_cli
+from precompute.analysis import bench as bench_analysis
 from backend import demo, train_demo
 from backend.api import cli as serve_cli
 from backend.bench import api as bench_api
@@ -32,6 +34,7 @@ COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "serve": (serve_cli, "serve an artifacts dir over HTTP (FastAPI)"),
     "ui": (app.cli, "start the Dash dashboard against a running backend"),
     "experiments": (experiments_cli, "run the paper's validation experiments on an artifacts dir"),
+    "export": (export_cli, "write one row per sample (prediction, top filters, failure mode, map) as Parquet or CSV"),
 }
 
 BENCH_COMMANDS: dict[str, tuple[ModuleType, str]] = {
@@ -39,6 +42,7 @@ BENCH_COMMANDS: dict[str, tuple[ModuleType, str]] = {
     "index": (bench_index, "nearest-neighbour query latency on synthetic profiles"),
     "api": (bench_api, "HTTP route latency against a warm server"),
     "memory": (bench_memory, "resident memory of a served artifacts dir, float32 or float16"),
+    "analysis": (bench_analysis, "what the filter/confusion/map analysis adds to a precompute job, on synthetic profiles"),
 }
 
 

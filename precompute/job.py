@@ -38,9 +38,11 @@ from backend.saliency import SaliencyStats, UnsupportedModel, profile_batch
 from backend.models import InputSpec, model_input_spec, weights_sha256
 from backend.store import artifacts as store
 from backend.store import filter_layout, search, storage
+from backend.store.analysis import ANALYSIS_FILES
 from backend.store.manifest import (MANIFEST, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord,
                                     StorageRecord)
 from backend.store.atomic import AtomicNpy, atomic_writer, remove_stale_temps, save_npz_atomic, write_json_atomic
+from precompute.analysis.build import AnalysisAssembly, shard_activations, shard_has_activations
 
 log = logging.getLogger("precompute")
 
@@ -228,7 +230,7 @@ def _prepare(out: Path, shards: Path, job: dict, key: str, force: bool) -> None:
         (out / MANIFEST).unlink(missing_ok=True)  # first: readers must never pair it with new files
         if shards.exists():
             shutil.rmtree(shards)
-        for name in store.DATA_FILES:
+        for name in store.DATA_FILES + ANALYSIS_FILES:
             (out / name).unlink(missing_ok=True)
     shards.mkdir(exist_ok=True)
     removed = remove_stale_temps(out) + remove_stale_temps(shards)
@@ -258,28 +260,30 @@ def _shard_ok(shards: Path, shard: int, key: str, shard_size: int, total: int) -
     try:
         with np.load(path, allow_pickle=False) as archive:
             header = (str(archive["job_key"]), int(archive["start"]), int(archive["stop"]))
+            complete = shard_has_activations(archive.files)
     except Exception:  # noqa: BLE001 - any unreadable shard is simply recomputed
         log.warning("recomputing unreadable shard file %s", path)
         return False
-    return header == (key, *_shard_range(shard, shard_size, total))
+    return complete and header == (key, *_shard_range(shard, shard_size, total))
 
 
 def _compute_shard(model, layout, dataset, bulk, start, stop, batch_size, feature_layer, num_workers, num_classes,
                    progress) -> dict[str, np.ndarray]:
-    raws, feats, logits, labels = [], [], [], []
+    raws, feats, logits, labels, maxima = [], [], [], [], []
     feature_module = None
     for images, targets in _batches(dataset, bulk, start, stop, batch_size, num_workers):
         targets = torch.as_tensor(targets, dtype=torch.int64)
         if targets.min() < 0 or targets.max() >= num_classes:
             raise PSSError(f"a label in samples {start}..{stop - 1} is outside the dataset's {num_classes} classes")
         try:
-            out = profile_batch(model, layout, images, targets, feature_layer)
-        except UnsupportedModel as exc:
+            out = profile_batch(model, layout, images, targets, feature_layer, channel_maxima=True)
+        except (UnsupportedModel, ValueError) as exc:  # ValueError: a filter's output channels are unreadable
             raise PSSError(str(exc)) from exc
         raw, feat, logit, feature_module = out.raw, out.features, out.logits, out.feature_layer
         if logit.shape[1] != num_classes:
             raise PSSError(f"the model has {logit.shape[1]} outputs but the dataset has {num_classes} classes")
         raws.append(raw)
+        maxima.append(out.maxima)
         feats.append(feat)
         logits.append(logit)
         labels.append(targets)
@@ -294,6 +298,7 @@ def _compute_shard(model, layout, dataset, bulk, start, stop, batch_size, featur
         "label": label.numpy(),
         "pred": logit.argmax(dim=1).numpy(),
         "feature_module": np.array(feature_module),
+        **shard_activations(torch.cat(maxima).numpy(), start),
     }
     return arrays
 
@@ -340,6 +345,7 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, stor
         feature_module = str(first["feature_module"])
     log.info("writing the artifacts to %s", out)
     boundaries = [span.start for span in layout.spans] + [layout.num_filters]
+    analysis = AnalysisAssembly(layout.num_filters, int(num_classes))
     predictions = {"label": np.empty(total, np.int64), "pred": np.empty(total, np.int64),
                    "probs": np.empty((total, num_classes), np.float32), "loss": np.empty(total, np.float32)}
     raw_dtype, std_dtype, feat_dtype = (storage.numpy_dtype(fmt) for fmt in
@@ -357,11 +363,12 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, stor
                 standardized = storage.encode(stats.standardize(raw), stored.profiles_std, "standardized profiles")
                 raw_out.array[start:stop] = storage.encode(raw, stored.profiles_raw, "raw profiles")
                 std_out.array[start:stop] = standardized
-                norms_out.array[start:stop] = search.prefix_squares(storage.decode(standardized, stored.profiles_std),
-                                                                    boundaries)
+                standardized = storage.decode(standardized, stored.profiles_std)  # the stored values, as float32
+                norms_out.array[start:stop] = search.prefix_squares(standardized, boundaries)
                 feat_out.array[start:stop] = storage.encode(archive["features"], stored.features, "features")
                 for name in predictions:
                     predictions[name][start:stop] = archive[name]
+                analysis.add_shard(archive, start, standardized, archive["label"], archive["pred"])
     save_npz_atomic(out / store.PREDICTIONS, predictions)
     save_npz_atomic(out / store.STATS, stats.state_dict())
 
@@ -383,6 +390,12 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, stor
     del faiss_index, profiles_std
     log.info("built the %s index in %.1f s", index_kind, time.perf_counter() - started)
 
+    started = time.perf_counter()
+    analysis_record = analysis.write(out, np.load(out / store.PROFILES_STD, mmap_mode="r", allow_pickle=False),
+                                     np.load(out / store.FEATURES, mmap_mode="r", allow_pickle=False),
+                                     predictions["label"], predictions["pred"])
+    log.info("wrote reference samples, fingerprints, maps and failure modes in %.1f s", time.perf_counter() - started)
+
     correct = predictions["label"] == predictions["pred"]
     manifest = Manifest(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -398,10 +411,11 @@ def _assemble(out, shards, num_shards, job, key, layout, stats, index_kind, stor
         engine=EngineRecord(job["batch_size"], job["shard_size"], feature_module),
         index=IndexRecord(index_kind, recall_at_10, index_params),
         versions=_versions(),
-        files={name: store.describe_file(out / name) for name in store.DATA_FILES},
+        files={name: store.describe_file(out / name) for name in store.DATA_FILES + ANALYSIS_FILES},
         params=params,
         preprocess=preprocess,
         storage=stored,
+        analysis=analysis_record,
     )
     store.build_search_copy(out, manifest)  # before the manifest: the copy is part of the finished dir
     manifest.write(out)

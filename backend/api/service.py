@@ -215,12 +215,18 @@ class Service:
             self.results.put(key, png)
         return png
 
-    async def input_saliency_png(self, s: Subject, top_k: int, boost: float) -> bytes:
-        self._check_range("top_k", top_k, 1, self.num_filters)
-        key = ("input-saliency", s.kind, s.id, s.saliency_label, top_k, boost)
+    async def input_saliency_png(self, s: Subject, top_k: int, boost: float, filters: list[int] | None = None) -> bytes:
+        """``filters``: boost exactly these filter ids instead of the ``top_k`` most salient."""
+        if filters is None:
+            self._check_range("top_k", top_k, 1, self.num_filters)
+        else:
+            for f in filters:
+                self._check_range("filters", f, 0, self.num_filters - 1)
+            filters = sorted(set(filters))
+        key = ("input-saliency", s.kind, s.id, s.saliency_label, top_k if filters is None else tuple(filters), boost)
         png = self.results.get(key)
         if png is None:
-            png = await self.worker.run(self._input_saliency_job, s, top_k, boost)
+            png = await self.worker.run(self._input_saliency_job, s, top_k, boost, filters)
             self.results.put(key, png)
         return png
 
@@ -375,9 +381,10 @@ class Service:
         return out.logits[0], out.raw[0].numpy(), out.features[0].numpy()
 
 
-    def _input_saliency_job(self, s: Subject, top_k: int, boost: float) -> bytes:
+    def _input_saliency_job(self, s: Subject, top_k: int, boost: float, filters: list[int] | None) -> bytes:
         heat = input_saliency(
-            self.model, self._image(s), s.saliency_label, self.stats, top_k=top_k, boost=boost, layout=self.layout
+            self.model, self._image(s), s.saliency_label, self.stats, top_k=top_k, boost=boost, layout=self.layout,
+            filters=filters,
         )
         return png_bytes(overlay(self._display(s), heat.detach().cpu().numpy()), upscale_to=DISPLAY_SIZE)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .activations import channel_max_hooks
 from .hooks import HookSet
 from .layout import FilterLayout
 from .profile import filter_saliency, logits_of
@@ -26,6 +27,7 @@ class BatchOutputs:
     features: torch.Tensor  # [B, D] float32, CPU
     logits: torch.Tensor  # [B, C] float32, CPU
     feature_layer: str  # the module whose input the features are
+    maxima: torch.Tensor | None = None  # [B, F] float32 channel maxima, CPU, when asked for
 
 
 def feature_candidates(model: nn.Module, feature_layer: str | None) -> dict[str, nn.Module]:
@@ -43,11 +45,12 @@ def feature_candidates(model: nn.Module, feature_layer: str | None) -> dict[str,
 
 
 def profile_batch(model: nn.Module, layout: FilterLayout, images: torch.Tensor, labels: torch.Tensor,
-                  feature_layer: str | None) -> BatchOutputs:
+                  feature_layer: str | None, *, channel_maxima: bool = False) -> BatchOutputs:
     """Raw profiles, features and logits of one batch, from the single forward/backward of ``filter_saliency``.
 
     Features are the input of ``feature_layer`` or, by default, of the last ``nn.Linear`` that runs during the
-    forward pass: the classifier head of torchvision CNNs and of the demo ResNet.
+    forward pass: the classifier head of torchvision CNNs and of the demo ResNet. With ``channel_maxima``, also
+    each filter's largest output-channel value per sample (``activations.channel_max_hooks``), from that same pass.
     """
     last_features: list[tuple[str, torch.Tensor]] = []  # (module name, its flattened input), last to run
     logits: list[torch.Tensor] = []
@@ -62,6 +65,11 @@ def profile_batch(model: nn.Module, layout: FilterLayout, images: torch.Tensor, 
         logits.append(logits_of(output).detach())
 
     hooks = [(m, keep_features(name)) for name, m in feature_candidates(model, feature_layer).items()]
+    maxima = None
+    if channel_maxima:
+        maxima = torch.full((images.shape[0], layout.num_filters), -torch.inf, dtype=torch.float32,
+                            device=next(model.parameters()).device)
+        hooks += channel_max_hooks(model, layout, maxima)
     with HookSet([*hooks, (model, keep_logits)]):
         raw = filter_saliency(model, images, labels, batch_size=images.shape[0], layout=layout)
     if len(logits) != 1 or not last_features or last_features[0][1].shape[0] != images.shape[0]:
@@ -70,4 +78,5 @@ def profile_batch(model: nn.Module, layout: FilterLayout, images: torch.Tensor, 
     out = logits[0].to("cpu", torch.float32)
     if out.dim() != 2:
         raise UnsupportedModel(f"the model's output has shape {tuple(out.shape)}; expected [batch, classes] logits")
-    return BatchOutputs(raw.to(torch.float32).cpu(), feature.to("cpu", torch.float32), out, name)
+    return BatchOutputs(raw.to(torch.float32).cpu(), feature.to("cpu", torch.float32), out, name,
+                        None if maxima is None else maxima.cpu())

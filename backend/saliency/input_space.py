@@ -20,15 +20,20 @@ def input_saliency(
     boost: float = 100.0,
     *,
     layout: FilterLayout | None = None,
+    filters: list[int] | None = None,
 ) -> torch.Tensor:
     """``[H, W] >= 0``: ``max_c |d cos_distance(s(x), s_boosted) / dx_c|``.
 
     ``s(x)`` is the standardized saliency profile of ``image`` ``[C, H, W]`` and ``s_boosted`` a constant
     copy with its ``top_k`` largest entries multiplied by ``boost``: pixels whose change would make the
-    profile point further towards its own most salient filters get large values.
+    profile point further towards its own most salient filters get large values. ``filters`` boosts exactly
+    those filter ids instead (``top_k`` is then unused), to see which pixels drive one chosen filter.
     """
     layout = layout or FilterLayout.from_model(model)
-    if not 1 <= top_k <= layout.num_filters:
+    if filters is not None:
+        if not filters or min(filters) < 0 or max(filters) >= layout.num_filters:
+            raise ValueError(f"filters must be a non-empty list of ids in [0, {layout.num_filters}), got {filters}")
+    elif not 1 <= top_k <= layout.num_filters:
         raise ValueError(f"top_k must be in [1, {layout.num_filters}], got {top_k}")
     if not boost > 0:
         raise ValueError(f"boost must be > 0, got {boost}")
@@ -42,7 +47,8 @@ def input_saliency(
         torch.autograd.grad(loss, x, create_graph=True)
         profile = stats.standardize(recorder.profile(1)[0])
         boosted = profile.detach().clone()
-        boosted[boosted.topk(top_k).indices] *= boost
+        chosen = boosted.topk(top_k).indices if filters is None else torch.as_tensor(filters, device=boosted.device)
+        boosted[chosen] *= boost
         distance = 1 - F.cosine_similarity(profile, boosted, dim=0)
         (grad,) = torch.autograd.grad(distance, x)
     return grad[0].abs().amax(dim=0).to(image.device)

@@ -7,12 +7,12 @@ the precompute job uses. FAISS is imported only where an index is built or read.
 
 from .artifacts import Artifacts, describe_file
 from .manifest import (
-    FORMAT, FORMAT_VERSION, MANIFEST, PARAMS, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord,
+    FORMAT, FORMAT_VERSION, MANIFEST, PARAMS, AnalysisRecord, DataRecord, EngineRecord, IndexRecord, Manifest, ModelRecord,
 )
 from .run import Run, filter_layout, open_run
 from .search import INDEX_KINDS
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "INDEX_KINDS", "MANIFEST", "Artifacts", "DataRecord", "EngineRecord", "IndexRecord",
+    "FORMAT", "FORMAT_VERSION", "INDEX_KINDS", "MANIFEST", "AnalysisRecord", "Artifacts", "DataRecord", "EngineRecord", "IndexRecord",
     "Manifest", "ModelRecord", "PARAMS", "Run", "describe_file", "filter_layout", "open_run",
 ]

@@ -74,6 +74,17 @@ class StorageRecord:
 
 
 @dataclass(frozen=True)
+class AnalysisRecord:
+    """How the analysis artifacts (``backend.store.analysis``) were made: reference samples per filter, the two
+    maps' and the failure modes' methods and parameters, so the answers can be reproduced."""
+
+    reference_k: int
+    maps: dict  # space (saliency | feature) -> method and parameters
+    failure_modes: dict  # clustering method and parameters
+    top_filters: int  # filters listed per failure mode
+
+
+@dataclass(frozen=True)
 class Manifest:
     created: str
     job_key: str
@@ -94,6 +105,7 @@ class Manifest:
     # dirs written before the field: those used what the model spec gives (backend.models.model_input_spec)
     preprocess: InputSpec | None = None
     storage: StorageRecord = field(default_factory=StorageRecord)
+    analysis: AnalysisRecord | None = None  # None in dirs written before the analysis artifacts
 
     @property
     def num_filters(self) -> int:
@@ -128,6 +140,7 @@ class Manifest:
                        "features": f"input of module {self.engine.feature_layer!r}", "stats": STATS_TEXT},
             "index": {"kind": self.index.kind, "metric": COSINE_TEXT, "recall_at_10": self.index.recall_at_10,
                       **self.index.params},
+            "analysis": None if self.analysis is None else asdict(self.analysis),
             "versions": dict(self.versions),
             "files": self.files,
             "storage": asdict(self.storage),
@@ -158,6 +171,7 @@ class Manifest:
             params=_params(doc.get("params", "conv")),
             preprocess=None if doc.get("preprocess") is None else InputSpec.from_dict(doc["preprocess"]),
             storage=StorageRecord(**doc.get("storage", {})),
+            analysis=None if doc.get("analysis") is None else AnalysisRecord(**doc["analysis"]),
         )
 
     def write(self, directory: Path) -> None:

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.errors import PSSError
+
 from .failure_modes import cluster_points, describe_modes
 from .fingerprints import Fingerprints
 from .maps import embed, reduce_rows
@@ -38,6 +40,16 @@ RESNET50_FEATURES = 2048
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m precompute.analysis.bench", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 2)[2])
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    problem = invalid(args)
+    if problem:
+        parser.error(problem)
+    return args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags, shared by ``python -m precompute.analysis.bench`` and ``pss bench analysis``."""
     parser.add_argument("--samples", type=int, default=50_000, help="rows (default 50,000: ImageNet val)")
     parser.add_argument("--filters", type=int, default=RESNET50_FILTERS, help="profile length (default: ResNet-50's 26,560)")
     parser.add_argument("--features", type=int, default=RESNET50_FEATURES, help="feature length (default 2048)")
@@ -55,15 +67,18 @@ def parse_args(argv):
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds for --model, after one warm-up (default 3)")
     parser.add_argument("--dir", default=None, help="where to write the temporary data (default: system temp)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+
+
+def invalid(args) -> str | None:
+    """What is wrong with the flags, in one line, or None."""
     if min(args.samples, args.filters, args.features, args.classes, args.shard_rows, args.k, args.image_size,
            args.batch_size, args.rounds, *args.threads) < 1:
-        parser.error("sizes, --k and --threads must be positive")
+        return "sizes, --k and --threads must be positive"
     if args.model_only and not args.model:
-        parser.error("--model-only needs --model")
+        return "--model-only needs --model"
     if not 0 < args.mistake_rate < 1:
-        parser.error("--mistake-rate must lie strictly between 0 and 1")
-    return args
+        return "--mistake-rate must lie strictly between 0 and 1"
+    return None
 
 
 class Clock:
@@ -188,7 +203,14 @@ def _activation_rounds(model, args) -> dict:
 
 
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    return run(parse_args(argv))
+
+
+def run(args) -> int:
+    """``pss bench analysis``: the flags' problems are one-line errors."""
+    problem = invalid(args)
+    if problem:
+        raise PSSError(problem)
     if args.model:
         costs = activation_cost(args)
         print(f"{args.model}, {args.image_size}x{args.image_size}, batch {args.batch_size}, {args.threads[0]} torch thread(s), "

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from backend.store.analysis import load_analysis, require
+
 from .reference import decode_keys, order_keys
 
 TOP_K = 10
@@ -66,6 +68,16 @@ def sample_table(
     for name, values_of_mistakes in per_mistake.items():
         columns[name] = _scatter(n, mistake_ids, values_of_mistakes, pa.int64() if name == "failure_mode" else pa.float32())
     return pa.table(columns)
+
+
+def artifacts_table(artifacts, k: int = TOP_K, analysis=None):
+    """The table of an opened ``backend.store.Artifacts`` with its analysis (loaded here unless given;
+    ``PSSError`` naming the fix when the dir predates it)."""
+
+    analysis = analysis or require(load_analysis(artifacts), artifacts.directory)
+    return sample_table(artifacts.labels, artifacts.preds, artifacts.probs, artifacts.loss, artifacts.profiles_std,
+                        mistake_ids=analysis.mistake_ids, failure_mode=analysis.failure_mode,
+                        saliency_xy=analysis.saliency_xy, feature_xy=analysis.feature_xy, k=k)
 
 
 def write_table(table, path) -> str:

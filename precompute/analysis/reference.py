@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from backend.saliency import FilterLayout
+from backend.saliency import FilterLayout, HookSet
+from backend.saliency.activations import channel_max_hooks
 from backend.saliency.profile import eval_mode, model_device_dtype
 
 DEFAULT_K = 32
@@ -131,46 +132,13 @@ class TopK:
 def channel_maxima(model: nn.Module, images: torch.Tensor, layout: FilterLayout | None = None) -> np.ndarray:
     """float32 ``[B, F]``: per sample, the largest value of each filter's output channel over all positions.
 
-    A conv filter's channel is dim 1 of its layer's output (max over the spatial dims); a Linear row's is
-    the last dim (max over tokens, so a layout with Linear rows works unchanged). A layer called more than
-    once per forward pass contributes the max over its calls; one that does not run in eval mode (e.g. an
-    auxiliary head) gives -inf. One no-grad forward pass in eval mode; the model's flags are restored.
+    One no-grad forward pass in eval mode with the engine's ``channel_max_hooks`` (the precompute job takes
+    the same maxima inside ``profile_batch``'s pass instead); a layer that does not run in eval mode (e.g. an
+    auxiliary head) gives -inf. The model's flags are restored.
     """
     layout = layout or FilterLayout.from_model(model)
     device, dtype = model_device_dtype(model)
     maxima = torch.full((images.shape[0], layout.num_filters), -torch.inf, device=device, dtype=torch.float32)
-    handles = []
-    try:
-        for span in layout.spans:
-            module = _owner_module(model, span.name)
-            handles.append(module.register_forward_hook(_max_hook(maxima, span, len(span.shape) == 2)))
-        with eval_mode(model), torch.no_grad():
-            model(images.to(device=device, dtype=dtype))
-    finally:
-        for handle in handles:
-            handle.remove()
+    with HookSet(channel_max_hooks(model, layout, maxima)), eval_mode(model), torch.no_grad():
+        model(images.to(device=device, dtype=dtype))
     return maxima.cpu().numpy()
-
-
-def _owner_module(model: nn.Module, param_name: str) -> nn.Module:
-    """The module that uses a weight: its parent, or the parametrized module for ``...parametrizations.W.original``."""
-    parts = param_name.split(".")[:-1]
-    if "parametrizations" in parts:
-        parts = parts[: parts.index("parametrizations")]
-    return model.get_submodule(".".join(parts))
-
-
-def _max_hook(maxima: torch.Tensor, span, is_linear: bool):
-    def hook(_module, _args, output):
-        if not isinstance(output, torch.Tensor):
-            raise ValueError(f"cannot read the output channels of {span.name}: its module returns {type(output).__name__}")
-        channels = output.shape[-1] if is_linear else output.shape[1] if output.dim() > 1 else None
-        if output.shape[0] != maxima.shape[0] or channels != span.num_filters:
-            raise ValueError(
-                f"the output of {span.name} has shape {tuple(output.shape)}; expected {span.num_filters} channels"
-            )
-        per_channel = output.detach().reshape(output.shape[0], -1, channels) if is_linear else output.detach().flatten(2)
-        block = per_channel.amax(dim=1 if is_linear else 2).to(torch.float32)
-        maxima[:, span.start : span.stop] = torch.maximum(maxima[:, span.start : span.stop], block)
-
-    return hook

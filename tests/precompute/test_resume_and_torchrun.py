@@ -58,7 +58,7 @@ def run_and_kill(spec: str, out: Path, trigger: str, occurrence: int = 1) -> lis
 def assert_same_artifacts(a: Path, b: Path) -> None:
     """Every data file byte-for-byte equal; manifests equal except the creation time."""
     for name in ("profiles_raw.npy", "profiles_std.npy", "features.npy", "profile_norms.npy", "index.faiss",
-                 "predictions.npz", "stats.npz"):
+                 "predictions.npz", "stats.npz", "analysis.npz", "failure_modes.json"):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     ma.pop("created"), mb.pop("created")

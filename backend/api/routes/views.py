@@ -18,6 +18,7 @@ BODY_ERRORS = {
     413: {"model": ErrorOut, "description": "the body is larger than the server accepts"},
 }
 LAYERS_PATTERN = r"^\d{1,6}:\d{1,6}$"
+FILTERS_PATTERN = r"^\d{1,7}(,\d{1,7}){0,255}$"
 
 
 def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], noun: str) -> None:
@@ -57,9 +58,11 @@ def add_views(router: APIRouter, prefix: str, subject: Callable[..., Subject], n
         s: Subject = Depends(subject),
         top_k: int = Query(10, ge=1, description="salient filters boosted (at most the model's filter count)"),
         boost: float = Query(100.0, gt=0, le=1e6, description="factor applied to the top_k entries"),
+        filters: str | None = Query(None, pattern=FILTERS_PATTERN, description="boost exactly these filter ids (I,J,...) instead of the top_k"),
         service: Service = Depends(get_service),
     ) -> Response:
-        return Response(await service.input_saliency_png(s, top_k, boost), media_type="image/png",
+        chosen = None if filters is None else [int(f) for f in filters.split(",")]
+        return Response(await service.input_saliency_png(s, top_k, boost, chosen), media_type="image/png",
                         headers=target_headers(s))
 
     @router.get(f"{prefix}/neighbors", response_model=list[NeighborOut], summary="nearest dataset samples")

@@ -9,7 +9,7 @@ from backend.saliency import FilterLayout, SaliencyStats, filter_saliency, input
 from .models import ConvBnNet, VariantsNet, randomize_batchnorm
 
 
-def eq3_reference(model, image, label, stats, top_k, boost):
+def eq3_reference(model, image, label, stats, top_k, boost, chosen=None):
     layout = FilterLayout.from_model(model)
     params = dict(model.named_parameters())
     weights = [params[name] for name, _, _ in layout.layers]
@@ -18,7 +18,7 @@ def eq3_reference(model, image, label, stats, top_k, boost):
     grads = torch.autograd.grad(loss, weights, create_graph=True)
     profile = stats.standardize(torch.cat([g.abs().flatten(1).mean(1) for g in grads]))
     boosted = profile.detach().clone()
-    boosted[boosted.topk(top_k).indices] *= boost
+    boosted[boosted.topk(top_k).indices if chosen is None else torch.tensor(chosen)] *= boost
     distance = 1 - F.cosine_similarity(profile, boosted, dim=0)
     (grad,) = torch.autograd.grad(distance, x)
     return grad[0].abs().amax(dim=0)
@@ -51,3 +51,18 @@ def test_top_k_changes_the_map_and_arguments_are_checked():
         input_saliency(model, images[1], labels[1], stats, boost=-1.0)
     with pytest.raises(ValueError, match="one image"):
         input_saliency(model, images[:2], labels[1], stats)
+
+
+def test_explicit_filters_are_boosted_exactly():
+    model = randomize_batchnorm(VariantsNet()).double().eval()
+    images, labels = torch.randn(6, 3, 17, 15, dtype=torch.float64), torch.randint(0, 5, (6,))
+    stats = SaliencyStats().update(filter_saliency(model, images, labels))
+    num_filters = FilterLayout.from_model(model).num_filters
+    chosen = [num_filters - 1, 2]
+    heat = input_saliency(model, images[0], int(labels[0]), stats, boost=100.0, filters=chosen)
+    expected = eq3_reference(model, images[0], int(labels[0]), stats, 1, 100.0, chosen)
+    torch.testing.assert_close(heat, expected, rtol=1e-8, atol=1e-12 * float(expected.max()))
+    assert not torch.allclose(heat, input_saliency(model, images[0], int(labels[0]), stats, top_k=2))
+    for bad in ([], [num_filters], [-1]):
+        with pytest.raises(ValueError, match="filters must be"):
+            input_saliency(model, images[0], int(labels[0]), stats, filters=bad)

@@ -1,0 +1,111 @@
+"""What the filter, confusion, map, failure-mode and export routes answer, without HTTP (issue 12).
+
+Everything is read from the analysis artifacts (``backend.store.analysis``), loaded once on first use; an
+artifacts dir written before them answers 422 with the command that adds them.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+
+import numpy as np
+
+from backend.store import Artifacts
+from backend.store.analysis import Analysis, load_analysis, require
+from precompute.analysis.export import artifacts_table
+
+from .service import Invalid, NotFound
+
+SPACES = ("saliency", "feature")
+
+
+class AnalysisService:
+    def __init__(self, artifacts: Artifacts):
+        self.artifacts = artifacts
+        self.layout = artifacts.layout
+        self.num_filters = int(self.layout.num_filters)
+        self.num_classes = int(artifacts.num_classes)
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._analysis: Analysis | None = None
+
+    @property
+    def analysis(self) -> Analysis:
+        with self._lock:
+            if not self._loaded:
+                self._analysis = load_analysis(self.artifacts)
+                self._loaded = True
+        return require(self._analysis, self.artifacts.directory)
+
+    # ------------------------------------------------------------------------------------ answers
+    def filter_page(self, index: int) -> dict:
+        if not 0 <= index < self.num_filters:
+            raise NotFound(f"no filter {index}: filters are 0..{self.num_filters - 1}")
+        a = self.analysis
+        stats = self.artifacts.stats
+        class_z = a.class_means[:, index].astype(np.float64)
+        pair_z = a.pair_means[:, index].astype(np.float64)
+        by_class = np.lexsort((a.class_ids, -class_z))
+        by_pair = np.lexsort((a.pair_ids[:, 1], a.pair_ids[:, 0], -pair_z))
+        return {
+            **self._describe(index),
+            "raw_mean": float(stats.mean[index]),
+            "raw_std": float(stats.std[index]),
+            "top_samples": [{"id": int(i), "z": float(z)} for i, z in zip(a.reference_ids[index], a.reference_z[index])],
+            "top_activating": [{"id": int(i), "activation": float(v) if np.isfinite(v) else None}
+                               for i, v in zip(a.activating_ids[index], a.activating_values[index])],
+            "classes": [{"class": int(a.class_ids[g]), "mean_z": float(class_z[g])} for g in by_class],
+            "confusions": [{"true": int(a.pair_ids[p, 0]), "pred": int(a.pair_ids[p, 1]),
+                            "count": int(a.pair_counts[p]), "mean_z": float(pair_z[p])} for p in by_pair],
+        }
+
+    def confusion(self, true_class: int, pred_class: int, top: int) -> dict:
+        for name, value in (("true_class", true_class), ("pred_class", pred_class)):
+            if not 0 <= value < self.num_classes:
+                raise NotFound(f"no class {value} ({name}): classes are 0..{self.num_classes - 1}")
+        if true_class == pred_class:
+            raise Invalid(f"true_class and pred_class are both {true_class}: a confusion needs two different classes")
+        if not 1 <= top <= self.num_filters:
+            raise Invalid(f"top must be in [1, {self.num_filters}], got {top}")
+        a = self.analysis
+        match = np.flatnonzero((a.pair_ids[:, 0] == true_class) & (a.pair_ids[:, 1] == pred_class))
+        if match.size == 0:
+            raise NotFound(f"no sample of class {true_class} is predicted as {pred_class}")
+        mean_z = a.pair_means[match[0]].astype(np.float64)
+        best = np.lexsort((np.arange(mean_z.size), -mean_z))[:top]
+        members = (self.artifacts.labels == true_class) & (self.artifacts.preds == pred_class)
+        return {
+            "count": int(a.pair_counts[match[0]]),
+            "sample_ids": np.flatnonzero(members).tolist(),
+            "top_filters": [{**self._describe(int(f)), "mean_z": float(mean_z[f])} for f in best],
+        }
+
+    def mistake_map(self, space: str) -> dict:
+        if space not in SPACES:
+            raise Invalid(f"space must be one of {', '.join(SPACES)}, got {space!r}")
+        a = self.analysis
+        xy = a.saliency_xy if space == "saliency" else a.feature_xy
+        params = dict(self.artifacts.manifest.analysis.maps[space])
+        return {
+            "method": params.get("method"),
+            "params": params,
+            "points": [{"id": int(i), "x": float(x), "y": float(y), "cluster": int(c)}
+                       for i, (x, y), c in zip(a.mistake_ids, xy, a.failure_mode)],
+        }
+
+    def failure_modes(self) -> list[dict]:
+        return [{**mode, "top_filters": [{**self._describe(f["filter"]), "mean_z": f["mean_z"]} for f in mode["top_filters"]]}
+                for mode in self.analysis.failure_modes]
+
+    def export_csv(self) -> bytes:
+        import pyarrow.csv as pcsv
+
+        table = artifacts_table(self.artifacts, analysis=self.analysis)
+        buffer = io.BytesIO()
+        pcsv.write_csv(table, buffer)
+        return buffer.getvalue()
+
+    def _describe(self, index: int) -> dict:
+        layer, channel = self.layout.locate(index)
+        return {"filter": int(index), "layer": layer, "channel": int(channel)}

@@ -1,0 +1,53 @@
+"""Filters, confusions, the map of the mistakes, failure modes and the per-sample export (issue 12)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+
+from ..analysis import AnalysisService
+from ..analysis_schemas import ConfusionOut, FailureModeOut, FilterPageOut, MapOut
+from ..deps import get_service
+
+router = APIRouter(tags=["analysis"])
+
+
+def get_analysis(request: Request) -> AnalysisService:
+    """One ``AnalysisService`` per app, made on first use (it loads the arrays lazily itself)."""
+    state = request.app.state
+    if getattr(state, "analysis", None) is None:
+        state.analysis = AnalysisService(get_service(request).artifacts)
+    return state.analysis
+
+
+@router.get("/filters/{index}", response_model=FilterPageOut, summary="a filter: reference samples, classes, confusions")
+def filter_page(index: int = Path(ge=0, description="filter id"), analysis: AnalysisService = Depends(get_analysis)) -> dict:
+    return analysis.filter_page(index)
+
+
+@router.get("/confusions/{true_class}/{pred_class}", response_model=ConfusionOut,
+            summary="the mistakes of one (true, predicted) pair and the filters they share")
+def confusion(
+    true_class: int = Path(ge=0), pred_class: int = Path(ge=0),
+    top: int = Query(20, ge=1, description="how many filters (at most the model's filter count)"),
+    analysis: AnalysisService = Depends(get_analysis),
+) -> dict:
+    return analysis.confusion(true_class, pred_class, top)
+
+
+@router.get("/map", response_model=MapOut, summary="2-D map of every misclassified sample")
+def mistake_map(
+    space: str = Query("saliency", description="saliency | feature"), analysis: AnalysisService = Depends(get_analysis),
+) -> dict:
+    return analysis.mistake_map(space)
+
+
+@router.get("/failure-modes", response_model=list[FailureModeOut], summary="clusters of the mistakes in saliency space")
+def failure_modes(analysis: AnalysisService = Depends(get_analysis)) -> list[dict]:
+    return analysis.failure_modes()
+
+
+@router.get("/export.csv", response_class=Response, summary="one row per sample (the `pss export` table) as CSV",
+            responses={200: {"content": {"text/csv": {}}, "description": "CSV table"}})
+def export_csv(analysis: AnalysisService = Depends(get_analysis)) -> Response:
+    return Response(analysis.export_csv(), media_type="text/csv",
+                    headers={"Content-Disposition": 'attachment; filename="samples.csv"'})

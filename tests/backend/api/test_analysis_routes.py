@@ -1,0 +1,201 @@
+"""The filter, confusion, map, failure-mode and export routes answer what the stored arrays imply: every
+expected answer here is recomputed from profiles_std, predictions and features (and the dataset's images)."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from precompute.analysis.failure_modes import cluster_points, describe_modes
+from precompute.analysis.maps import embed, mistake_map, reduce_rows
+from precompute.analysis.reference import DEFAULT_K, channel_maxima
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def arrays(reference):
+    a = reference.artifacts
+    z = np.asarray(a.profiles_std, dtype=np.float64)
+    return {"z": z, "labels": np.asarray(a.labels), "preds": np.asarray(a.preds), "features": np.asarray(a.features)}
+
+
+def best_first(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k largest values, ties by smaller index."""
+    return np.lexsort((np.arange(values.size), -values))[:k]
+
+
+def test_filter_page(client, reference, arrays):
+    a, z, labels, preds = reference.artifacts, arrays["z"], arrays["labels"], arrays["preds"]
+    images = torch_images(reference)
+    maxima = channel_maxima(reference.model, images, a.layout).astype(np.float64)
+    for f in (0, a.layout.num_filters // 2, a.layout.num_filters - 1):
+        got = client.get(f"/api/filters/{f}").json()
+        layer, channel = a.layout.locate(f)
+        assert (got["filter"], got["layer"], got["channel"]) == (f, layer, channel)
+        assert got["raw_mean"] == pytest.approx(a.stats.mean[f], rel=1e-12)
+        assert got["raw_std"] == pytest.approx(a.stats.std[f], rel=1e-12)
+        k = min(DEFAULT_K, a.num_samples)
+        expected = best_first(z[:, f], k)
+        assert [s["id"] for s in got["top_samples"]] == expected.tolist()
+        np.testing.assert_allclose([s["z"] for s in got["top_samples"]], z[expected, f], rtol=0, atol=TOL)
+        expected = best_first(maxima[:, f], k)
+        assert [s["id"] for s in got["top_activating"]] == expected.tolist()
+        np.testing.assert_allclose([s["activation"] for s in got["top_activating"]], maxima[expected, f], rtol=1e-5, atol=TOL)
+
+        correct = labels == preds
+        classes = sorted(set(labels[correct].tolist()))
+        means = {c: z[correct & (labels == c), f].mean() for c in classes}
+        assert [c["class"] for c in got["classes"]] == sorted(classes, key=lambda c: (-means[c], c))
+        np.testing.assert_allclose([c["mean_z"] for c in got["classes"]], [means[c["class"]] for c in got["classes"]], atol=TOL)
+
+        pairs = sorted({(t, p) for t, p in zip(labels[~correct].tolist(), preds[~correct].tolist())})
+        pair_z = {pair: z[(labels == pair[0]) & (preds == pair[1]), f].mean() for pair in pairs}
+        assert [(c["true"], c["pred"]) for c in got["confusions"]] == sorted(pairs, key=lambda q: (-pair_z[q], q))
+        for c in got["confusions"]:
+            assert c["count"] == int(((labels == c["true"]) & (preds == c["pred"])).sum())
+            assert c["mean_z"] == pytest.approx(pair_z[(c["true"], c["pred"])], abs=TOL)
+
+
+def torch_images(reference):
+    import torch
+
+    return torch.stack([reference.dataset[i][0] for i in range(reference.artifacts.num_samples)])
+
+
+def test_confusion(client, reference, arrays):
+    z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
+    wrong = labels != preds
+    pairs, counts = np.unique(np.stack([labels[wrong], preds[wrong]], axis=1), axis=0, return_counts=True)
+    true, pred = pairs[np.argmax(counts)].tolist()
+    got = client.get(f"/api/confusions/{true}/{pred}", params={"top": 7}).json()
+    members = np.flatnonzero((labels == true) & (preds == pred))
+    assert got["count"] == members.size and got["sample_ids"] == members.tolist()
+    mean_z = z[members].mean(axis=0)
+    expected = best_first(mean_z, 7)
+    assert [f["filter"] for f in got["top_filters"]] == expected.tolist()
+    np.testing.assert_allclose([f["mean_z"] for f in got["top_filters"]], mean_z[expected], atol=TOL)
+    assert got["top_filters"][0]["layer"] == reference.artifacts.layout.locate(int(expected[0]))[0]
+
+
+def test_map_and_failure_modes(client, reference, arrays):
+    z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
+    mistakes = np.flatnonzero(labels != preds)
+    points, _ = reduce_rows(z[mistakes].astype(np.float32))
+    clusters, _ = cluster_points(points)
+    for space, rows in (("saliency", z[mistakes]), ("feature", arrays["features"][mistakes])):
+        got = client.get("/api/map", params={"space": space}).json()
+        coords, params = (embed(points) if space == "saliency" else mistake_map(rows.astype(np.float32)))
+        assert got["method"] == params["method"] == reference.artifacts.manifest.analysis.maps[space]["method"]
+        assert [p["id"] for p in got["points"]] == mistakes.tolist()
+        np.testing.assert_allclose([[p["x"], p["y"]] for p in got["points"]], coords, atol=1e-4)
+        assert [p["cluster"] for p in got["points"]] == clusters.tolist()
+    modes = client.get("/api/failure-modes").json()
+    expected = describe_modes(clusters, z[mistakes], labels[mistakes], preds[mistakes], mistakes)
+    assert [{k: m[k] for k in ("cluster", "size", "confusions", "sample_ids")} for m in modes] == \
+        [{k: m[k] for k in ("cluster", "size", "confusions", "sample_ids")} for m in expected]
+    for got_mode, want in zip(modes, expected):
+        assert [f["filter"] for f in got_mode["top_filters"]] == [f["filter"] for f in want["top_filters"]]
+        np.testing.assert_allclose([f["mean_z"] for f in got_mode["top_filters"]],
+                                   [f["mean_z"] for f in want["top_filters"]], atol=TOL)
+
+
+def test_export_csv(client, reference, arrays):
+    import pyarrow.csv as pcsv
+
+    response = client.get("/api/export.csv")
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/csv")
+    table = pcsv.read_csv(io.BytesIO(response.content)).to_pydict()
+    z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
+    assert table["id"] == list(range(labels.size)) and table["label"] == labels.tolist() and table["pred"] == preds.tolist()
+    assert table["filter_1"] == [int(best_first(row, 1)[0]) for row in z]
+    modes = {m["cluster"]: set(m["sample_ids"]) for m in client.get("/api/failure-modes").json()}
+    for i in range(labels.size):
+        mode = table["failure_mode"][i]
+        assert (mode is None) == (labels[i] == preds[i])
+        assert mode is None or i in modes[mode]
+
+
+@pytest.mark.parametrize("path, status, words", [
+    ("/api/filters/-1", 422, "index"),
+    ("/api/filters/100000", 404, "no filter 100000"),
+    ("/api/confusions/0/0", 422, "two different classes"),
+    ("/api/confusions/10/0", 404, "no class 10"),
+    ("/api/confusions/0/1?top=0", 422, "top"),
+    ("/api/map?space=pixels", 422, "space must be one of saliency, feature"),
+])
+def test_bad_ids_and_params(client, path, status, words):
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+
+
+def test_pair_without_mistakes_is_404(client, arrays):
+    labels, preds = arrays["labels"], arrays["preds"]
+    seen = set(zip(labels[labels != preds].tolist(), preds[labels != preds].tolist()))
+    true, pred = next((t, p) for t in range(10) for p in range(10) if t != p and (t, p) not in seen)
+    response = client.get(f"/api/confusions/{true}/{pred}")
+    assert response.status_code == 404 and "is predicted as" in response.json()["detail"]
+
+
+def test_dir_written_before_the_analysis_opens_and_says_how_to_add_it(artifacts_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from backend.api.main import create_app
+    from backend.api.settings import Settings
+    from backend.store import Artifacts
+
+    old = tmp_path / "old"
+    shutil.copytree(artifacts_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("analysis")
+    for name in ("analysis.npz", "failure_modes.json"):
+        manifest["files"].pop(name)
+        (old / name).unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    artifacts = Artifacts.open(old)
+    app = create_app(Settings(artifacts=old, device="cpu"), service=SimpleNamespace(artifacts=artifacts))
+    client = TestClient(app)
+    for path in ("/api/filters/0", "/api/confusions/0/1", "/api/map", "/api/failure-modes", "/api/export.csv"):
+        response = client.get(path)
+        assert response.status_code == 422, (path, response.text)
+        assert "rerun `pss precompute --force`" in response.json()["detail"]
+
+
+def test_input_saliency_for_chosen_filters(client, reference):
+    from backend.render import overlay, png_bytes
+    from backend.saliency import input_saliency
+
+    from .test_routes import decode_png
+
+    image, label = reference.dataset[5]
+    num_filters = reference.artifacts.layout.num_filters
+    chosen = [num_filters - 1, 3]
+    response = client.get("/api/samples/5/input-saliency.png", params={"filters": f"{chosen[0]},{chosen[1]}"})
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    heat = input_saliency(reference.model, image, label, reference.artifacts.stats, filters=sorted(chosen))
+    expected = decode_png(png_bytes(overlay(reference.dataset.display_image(5), heat.numpy()), upscale_to=224))
+    assert np.array_equal(decode_png(response.content), expected)
+    top = client.get("/api/samples/5/input-saliency.png", params={"top_k": 2})
+    assert top.content != response.content
+    for bad, words in ((f"{num_filters}", "filters must be in"), ("1,,2", "filters"), ("a", "filters")):
+        answer = client.get("/api/samples/5/input-saliency.png", params={"filters": bad})
+        assert answer.status_code == 422 and words in answer.json()["detail"], answer.text
+
+
+def test_upload_input_saliency_for_chosen_filters(client):
+    from . import images
+    from .test_uploads import upload
+
+    uid = upload(client, images.encode(images.pattern(), "PNG"), label=2).json()["id"]
+    chosen = client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "0,5"})
+    top = client.get(f"/api/uploads/{uid}/input-saliency.png", params={"top_k": 2})
+    assert chosen.status_code == top.status_code == 200 and chosen.content != top.content
+    assert client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "0,5"}).content == chosen.content
+    assert client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "-1"}).status_code == 422

@@ -254,11 +254,15 @@ class BackendClient:
         filters: list[int] | None = None,
         top_k: int | None = None,
         mode: Literal["salient", "random", "least"] = "salient",
+        seed: int = 0,
     ) -> dict:
-        """Either explicit ``filters`` or the ``top_k`` by ``mode``; before/after for the sample and neighbours."""
+        """Either explicit ``filters`` or the ``top_k`` by ``mode`` (``seed``: which random draw); before/after for
+        the sample and neighbours, and ``filters``: the ids that were switched off."""
         if (filters is None) == (top_k is None):
             raise ValueError("give either filters or top_k")
         body: dict[str, Any] = {"filters": list(filters)} if filters is not None else {"top_k": top_k, "mode": mode}
+        if filters is None and mode == "random" and seed:
+            body["seed"] = int(seed)
         return self._json("POST", f"{subject.path}/prune", json=body, timeout=self.slow_timeout)
 
     def upload(self, filename: str, content: bytes, label: int | None = None) -> dict:

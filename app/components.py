@@ -6,12 +6,19 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from dash import dcc, html
+from dash import ctx, dcc, html
 
 from app.client import BackendError, Subject
 
 
 ITEM_ID = re.compile(r"^[0-9]{1,20}$")  # a sample's or an upload's id in a URL
+
+
+def lone_trigger() -> str | None:
+    """The id of the one input that changed, or None when several did: when Dash's router inserts a page every
+    input counts as changed, and the first of them is no user action."""
+    changed = list(ctx.triggered_prop_ids.values())
+    return changed[0] if len(changed) == 1 else None
 
 
 def class_name(names: Sequence[str], index) -> str:

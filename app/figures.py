@@ -37,6 +37,19 @@ def short_layer(name: str) -> str:
     return name[: -len(".weight")] if name.endswith(".weight") else name
 
 
+def drop_common_prefix(names: Sequence[str]) -> list[str]:
+    """Names without the dotted prefix they all share (``layer4.0.conv1 #3``, ``layer4.0.conv2 #7`` ->
+    ``…conv1 #3``, ``…conv2 #7``), so a narrow column shows what tells them apart."""
+    if len(names) < 2:
+        return list(names)
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    cut = prefix.rfind(".") + 1  # only whole dotted parts
+    return [f"…{n[cut:]}" if cut else n for n in names]
+
+
 MAX_MARKERS = 5000
 CHAR_PX = 7.0  # average width of a 12 px label character, for sizing margins up front
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import dash
-from dash import Input, Output, State, ctx, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from app.client import BackendClient, BackendError, Subject
-from app.components import alert, card, error_alert, thumbnail
+from app.components import alert, card, error_alert, lone_trigger, thumbnail
 from app.pages import page
 from app.url_state import Field, QueryState, choice, integer, number
 
@@ -197,20 +197,19 @@ def register(app, client: BackendClient) -> None:
         low, high = conf or [0.0, 1.0]
         state = {"true_class": true_class, "pred_class": pred_class, "min_conf": low, "max_conf": high,
                  "show": show or "mistakes"}
-        state["page"] = next_page(clicks_and_memory[-1], filter_key(state), list(ctx.triggered_prop_ids.values()),
-                                  buttons)
+        state["page"] = next_page(clicks_and_memory[-1], filter_key(state), lone_trigger(), buttons)
         grid, label, no_prev, no_next, page = render_results(client, state)
         search = build_query({**state, "page": page})
         return (grid, label, label, no_prev, no_prev, no_next, no_next, TITLES[state["show"]],
                 {"page": page, "filters": filter_key(state)}, search, search)
 
 
-def next_page(memory: dict | None, filters: list, triggered: list[str], buttons: dict[str, int]) -> int:
-    """The page to show. When the router inserts the page every input counts as changed, so a Prev/Next
-    press counts only when it is the one thing that changed, and only a filter that really differs from
-    the page's last one starts again from the first page; otherwise the page stays (the URL's)."""
+def next_page(memory: dict | None, filters: list, trigger: str | None, buttons: dict[str, int]) -> int:
+    """The page to show. A Prev/Next press counts only as the one input that changed (``lone_trigger``), and
+    only a filter that really differs from the page's last one starts again from the first page; otherwise
+    the page stays (the URL's)."""
     memory = memory or {"page": 0, "filters": None}
     page = int(memory.get("page") or 0)
-    if len(triggered) == 1 and triggered[0] in buttons:
-        return max(0, page + buttons[triggered[0]])
+    if trigger in buttons:
+        return max(0, page + buttons[trigger])
     return page if memory.get("filters") == filters else 0

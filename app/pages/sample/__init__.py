@@ -104,8 +104,13 @@ def header(detail: dict, names, subject: Subject) -> list:
 
 
 def url_search(controls: dict, num_layers: int) -> str:
-    """The controls' values -> the page's URL query."""
+    """The controls' values -> the page's URL query: the exact filters switched off when they were ticked by
+    hand, the random draw's seed, and the filter whose other mistakes are shown."""
+    pruned = controls.get("pruned") or {}
     return STATE.build({
+        "off": tuple(pruned["filters"]) if pruned.get("hand") and pruned.get("filters") else None,
+        "seed": int(pruned.get("seed") or 0) if controls["prune_mode"] == "random" else 0,
+        "filter": controls.get("selected"),
         "top_k": controls["top_k"],
         "boost": BOOSTS[int(controls["boost_index"])],
         "layers": layer_span(controls["layers"], num_layers),
@@ -131,7 +136,8 @@ def register(app, client: BackendClient) -> None:
                   inputs={"top_k": Input(input_map.TOP_K, "value"), "boost_index": Input(input_map.BOOST, "value"),
                           "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
                           "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
-                          "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value")},
+                          "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value"),
+                          "pruned": Input(pruning.PRUNED, "data")},
                   prevent_initial_call=True)
     def _url(**controls):
         return url_search(controls, len(client.info().get("layers", [])))

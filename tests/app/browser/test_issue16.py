@@ -75,3 +75,70 @@ def test_gallery_pager_below_title_and_tile_ids(browser, ui):
     click(browser, browser.find_element(By.CSS_SELECTOR, "#gallery-show input[value='correct']"))
     settle(browser, lambda d: d.find_element(By.ID, "gallery-title").text == "Correctly classified samples",
            "the title to follow the selection")
+
+
+# ------------------------------------------------------------------------- 2 and 3: pruning, shown and linked
+def checked_ids(driver) -> list[int]:
+    return sorted(int(e.get_attribute("value")) for e in
+                  driver.find_elements(By.CSS_SELECTOR, "#sample-prune-check input:checked, #sample-prune-extra input:checked"))
+
+
+def summary(driver) -> str:
+    found = driver.find_elements(By.ID, "sample-prune-summary")
+    return found[0].text if found else ""
+
+
+def red_bars(driver) -> list[int]:
+    """The bars drawn in the 'switched off' colour, as filter ids."""
+    return sorted(driver.execute_script("""
+        const gd = document.querySelector('#sample-filters-graph .js-plotly-plot'), bar = gd.data[0];
+        const colours = Array.isArray(bar.marker.color) ? bar.marker.color : [];
+        return bar.customdata.filter((f, i) => colours[i] === arguments[0]);""", "#c2410c"))
+
+
+def pruned_names(driver) -> list[str]:
+    return driver.find_element(By.ID, "sample-pruned-list").text.removeprefix("switched off: ").split(", ")
+
+
+def test_random_pruning_shows_the_filters_it_switched_off_and_draws_again(browser, ui):
+    browser.get(ui + "/sample/5?prune=3")
+    settle(browser, lambda d: sample_ready(d) and summary(d).startswith("3 filters off"), "the pruned sample")
+    top3 = checked_ids(browser)
+    assert len(top3) == 3 and red_bars(browser) == top3
+    click(browser, browser.find_element(By.XPATH, "//div[@id='sample-prune-mode']//label[contains(., 'random')]"))
+    settle(browser, lambda d: "mode=random" in d.current_url and summary(d).startswith("3 filters off")
+           and checked_ids(d) != top3, "the random draw")
+    drawn = checked_ids(browser)
+    assert len(drawn) == 3
+    # the ticked boxes are the filters the backend switched off, named as in the summary, and only they are red
+    labels = [e.find_element(By.XPATH, "./ancestor::label").find_element(By.CSS_SELECTOR, ".check-name")
+              .get_attribute("title").split(" (filter id")[0]
+              for e in browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input:checked, #sample-prune-extra input:checked")]
+    assert sorted(labels) == sorted(pruned_names(browser))
+    assert set(red_bars(browser)) == set(drawn) & set(browser.execute_script(
+        "return document.querySelector('#sample-filters-graph .js-plotly-plot').data[0].customdata"))
+    click(browser, browser.find_element(By.ID, "sample-prune-draw"))
+    settle(browser, lambda d: query(d).get("seed") == "1" and checked_ids(d) != drawn, "another draw")
+    second = checked_ids(browser)
+    browser.refresh()  # the link reproduces the draw
+    settle(browser, lambda d: sample_ready(d) and summary(d).startswith("3 filters off"), "the linked draw")
+    assert checked_ids(browser) == second
+
+
+def test_hand_ticked_filters_survive_the_link(browser, ui):
+    browser.get(ui + "/sample/5?prune=4")
+    settle(browser, lambda d: sample_ready(d) and summary(d).startswith("4 filters off"), "4 filters off")
+    fifth = browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check input:not(:checked)")[3]
+    click(browser, fifth.find_element(By.XPATH, "./ancestor::label"))
+    settle(browser, lambda d: summary(d).startswith("5 filters off") and "off=" in d.current_url, "5 filters off")
+    ticked = checked_ids(browser)
+    assert sorted(int(i) for i in query(browser)["off"].split(",")) == ticked
+    slider = "#sample-prune-k .dash-slider-thumb"
+    assert browser.find_element(By.CSS_SELECTOR, slider).get_attribute("aria-valuenow") == "5"
+    link = browser.current_url
+    before = browser.find_element(By.ID, "sample-prune-summary").text
+    browser.get(ui + "/")
+    browser.get(link)
+    settle(browser, lambda d: sample_ready(d) and summary(d).startswith("5 filters off"), "the link")
+    assert checked_ids(browser) == ticked and summary(browser) == before
+    assert browser.find_element(By.CSS_SELECTOR, slider).get_attribute("aria-valuenow") == "5"

@@ -171,6 +171,11 @@ class BackendClient:
         path = "/api/experiments" if name is None else f"/api/experiments/{name}"
         return self._json("GET", path, timeout=self.slow_timeout)
 
+    def filter_detail(self, index: int) -> dict:
+        """One filter across the dataset (issue 12): ``top_samples`` [{id, z}] best first, and more; a 404
+        when this backend has no such index yet."""
+        return self._json("GET", f"/api/filters/{int(index)}")
+
     def samples(
         self,
         *,

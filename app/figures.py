@@ -15,6 +15,7 @@ CORRECT = "#2f7d4f"
 WRONG = "#c2410c"
 ACCENT = "#3b5bdb"
 MUTED = "#9aa5b1"
+INK = "#1f2933"
 FONT = "Inter, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif"
 
 Layers = Sequence[tuple[str, int, int]]
@@ -178,20 +179,37 @@ def filter_label(item: dict) -> str:
     return f"{short_layer(str(item['layer']))} #{item['channel']}"
 
 
-def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) -> go.Figure:
-    """Most salient filters first, as horizontal bars of their z-score; pruned/selected ones are dark.
-    ``customdata`` is the global filter id, used when a bar is clicked."""
+def filter_name(layers: Layers, filter_id: int) -> str:
+    """``layer4.0.conv1 #19``: the one name a filter has on every view (its global index is secondary)."""
+    for name, start, stop in layers:
+        if start <= filter_id < stop:
+            return f"{short_layer(name)} #{filter_id - start}"
+    return f"filter {filter_id}"
+
+
+def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = (), layers: Layers = (),
+                       chosen: int | None = None) -> go.Figure:
+    """Most salient filters first, as horizontal bars of their z-score; pruned ones are red, the ``chosen``
+    one (whose samples are shown) outlined. A z at or below 0 is no more salient than usual, so such bars are
+    grey and the chart says so. ``customdata`` is the global filter id, used when a bar is clicked."""
     if not filters:
         return empty_figure("no filters")
-    chosen = set(int(s) for s in selected)
+    off = set(int(s) for s in selected)
     labels = [filter_label(f) for f in filters]
-    colours = [WRONG if int(f["filter"]) in chosen else ACCENT for f in filters]
+    z = [float(f["z"]) for f in filters]
+    colours = [WRONG if int(f["filter"]) in off else (ACCENT if v > 0 else MUTED) for f, v in zip(filters, z)]
+    outline = [3 if chosen is not None and int(f["filter"]) == int(chosen) else 0 for f in filters]
     fig = go.Figure(go.Bar(
-        x=[float(f["z"]) for f in filters], y=labels, orientation="h", marker_color=colours,
+        x=z, y=labels, orientation="h", marker=dict(color=colours, line=dict(color=INK, width=outline)),
         customdata=[int(f["filter"]) for f in filters],
-        text=[f"{float(f['z']):.1f}" for f in filters], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it<extra></extra>",
+        text=[f"{v:.1f}" for v in z], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: where else it is salient"
+                      "<extra></extra>",
     ))
+    if max(z) <= 0:
+        fig.add_annotation(text="no filter is more salient than usual (every z ≤ 0)", showarrow=False,
+                           xref="paper", yref="paper", x=0.02, y=1.0, yanchor="bottom", xanchor="left",
+                           font=dict(color=WRONG, size=12))
     fig.update_yaxes(autorange="reversed", showgrid=False)
     z = [float(f["z"]) for f in filters]
     low, high = min(0.0, min(z)), max(0.0, max(z))
@@ -199,21 +217,27 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
     fig.update_xaxes(title=dict(text="standardized saliency (z)", standoff=6), gridcolor="#f0f2f5",
                      zerolinecolor="#cbd2d9", range=[low - pad if low < 0 else 0.0, high + pad if high > 0 else 0.0])
     return _base_layout(fig, 60 + 21 * len(filters), bargap=0.25,
-                        margin=dict(l=text_px(labels), r=36, t=10, b=46))
+                        margin=dict(l=text_px(labels), r=36, t=24 if max(z) <= 0 else 10, b=46))
 
 
 def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = ()) -> go.Figure:
     """The full standardized profile of one sample in filter order, its top filters marked."""
     profile = np.asarray(profile, dtype=float)
-    x = np.arange(len(profile))
-    fig = go.Figure(go.Scatter(x=x, y=profile, mode="lines", line=dict(color=MUTED, width=1), name="profile",
-                                 hovertemplate="filter %{x}<br>z = %{y:.2f}<extra></extra>"))
+    fig = go.Figure()
+    # a trace per layer, so the hover names a filter as everywhere else: layer and channel (the point's
+    # number within its trace), the global index second
+    for name, start, stop in layers or [("filter", 0, len(profile))]:
+        fig.add_trace(go.Scatter(x=np.arange(start, stop), y=profile[start:stop], mode="lines",
+                                 line=dict(color=MUTED, width=1), name=short_layer(name), meta=[short_layer(name)],
+                                 hovertemplate="%{meta[0]} #%{pointNumber}<br>z = %{y:.2f}<br>filter id %{x}"
+                                               "<extra></extra>"))
     marked = np.asarray([m for m in marked if 0 <= int(m) < len(profile)], dtype=int)
     if marked.size:
-        fig.add_trace(go.Scatter(x=marked, y=profile[marked], mode="markers", name="top filters",
+        names = [filter_name(layers, int(m)) for m in marked]
+        fig.add_trace(go.Scatter(x=marked, y=profile[marked], mode="markers", name="top filters", text=names,
                                    marker=dict(color=WRONG, size=8, line=dict(color="white", width=1)),
                                    customdata=marked,
-                                   hovertemplate="filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
+                                   hovertemplate="%{text}<br>z = %{y:.2f}<br>filter id %{x}<extra>top filter</extra>"))
     fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
     _base_layout(fig, 300, showlegend=False)
     _layer_bands(fig, layers)

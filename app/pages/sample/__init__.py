@@ -17,7 +17,7 @@ from app.client import BackendClient, BackendError, Subject
 from app.components import ITEM_ID, alert, class_name, error_alert, verdict_class
 from app.pages import page
 from app.pages.not_found_404 import not_found
-from app.pages.sample import input_map, neighbours, pruning
+from app.pages.sample import filter_search, input_map, neighbours, pruning
 from app.pages.sample.view import BOOSTS, STATE, TOP_FILTERS, View, layer_span, sid
 
 # the page's cards (modules of this package), top to bottom; cards that share a tuple sit side by side
@@ -137,7 +137,7 @@ def register(app, client: BackendClient) -> None:
                           "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
                           "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
                           "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value"),
-                          "pruned": Input(pruning.PRUNED, "data")},
+                          "pruned": Input(pruning.PRUNED, "data"), "selected": Input(filter_search.SELECTED, "data")},
                   prevent_initial_call=True)
     def _url(**controls):
         return url_search(controls, len(client.info().get("layers", [])))

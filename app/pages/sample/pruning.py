@@ -8,7 +8,8 @@ from dash import Input, Output, State, dcc, html
 from app import figures
 from app.client import BackendClient, BackendError, Subject
 from app.components import card, class_name, error_alert, lone_trigger, media_url, verdict_class
-from app.pages.sample.view import MAX_PRUNE, View, filter_name, sid, subject_of
+from app.figures import filter_name
+from app.pages.sample.view import MAX_PRUNE, View, sid, subject_of
 
 CHECKLIST = sid("prune-check")
 TOP_K = sid("prune-k")

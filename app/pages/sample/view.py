@@ -69,14 +69,6 @@ def layer_span(value, num_layers: int) -> tuple[int, int] | None:
     return None if (start, stop) == (0, num_layers) else (start, stop)
 
 
-def filter_name(layers: list[tuple[str, int, int]], filter_id: int) -> str:
-    """``layer4.0.conv1 #19``: the one name a filter has on every view (its global index is secondary)."""
-    for name, start, stop in layers:
-        if start <= filter_id < stop:
-            return f"{figures.short_layer(name)} #{filter_id - start}"
-    return f"filter {filter_id}"
-
-
 @dataclass(frozen=True)
 class View:
     """One sample page as its cards draw it: loaded once, when the page opens."""

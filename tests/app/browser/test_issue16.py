@@ -142,3 +142,47 @@ def test_hand_ticked_filters_survive_the_link(browser, ui):
     settle(browser, lambda d: sample_ready(d) and summary(d).startswith("5 filters off"), "the link")
     assert checked_ids(browser) == ticked and summary(browser) == before
     assert browser.find_element(By.CSS_SELECTOR, slider).get_attribute("aria-valuenow") == "5"
+
+
+# --------------------------------------------------------------------------------- 4: clicking a filter
+def bar_outlines(driver) -> list[int]:
+    return driver.execute_script("""const bar = document.querySelector('#sample-filters-graph .js-plotly-plot').data[0];
+        const w = bar.marker.line && bar.marker.line.width; return Array.isArray(w) ? w : [];""")
+
+
+def test_a_filter_click_answers_beside_the_chart_marks_the_bar_and_works_by_keyboard(browser, ui):
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    browser.get(ui + "/sample/5")
+    settle(browser, sample_ready, "the sample view")
+    bar = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point path")[1]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", bar)
+    ActionChains(browser).move_to_element(bar).pause(0.3).click().perform()
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample-filter-mistakes .strip-title"), "the answer")
+    chosen = browser.execute_script(
+        "return document.querySelector('#sample-filters-graph .js-plotly-plot').data[0].customdata[1]")
+    assert bar_outlines(browser)[1] == 3 and sum(bar_outlines(browser)) == 3
+    assert query(browser)["filter"] == str(chosen)
+    answer = browser.find_element(By.ID, "sample-filter-mistakes")
+    card = answer.find_element(By.XPATH, "./ancestor::div[contains(@class, 'card')][1]")
+    assert card.find_elements(By.ID, "sample-filters-graph")  # in the chart's own card
+    # the answer is in view (or scrolled to)
+    top, bottom = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom]",
+                                         answer)
+    assert 0 <= top < browser.execute_script("return window.innerHeight")
+    # the tiny backend has no filter index: the fallback says what it searched
+    assert "nearest mistakes" in answer.text
+    # keyboard: the table's buttons choose a filter too
+    browser.find_element(By.CSS_SELECTOR, "#sample-filters-graph ~ details summary, .card details summary").click()
+    button = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-table button")[3]
+    browser.execute_script("arguments[0].focus()", button)
+    button.send_keys(Keys.ENTER)
+    fourth = browser.execute_script(
+        "return document.querySelector('#sample-filters-graph .js-plotly-plot').data[0].customdata[3]")
+    settle(browser, lambda d: query(d).get("filter") == str(fourth) and bar_outlines(d)[3] == 3, "the keyed filter")
+    # the link reopens the answer
+    link = browser.current_url
+    browser.get(ui + "/")
+    browser.get(link)
+    settle(browser, lambda d: sample_ready(d) and d.find_elements(By.CSS_SELECTOR, "#sample-filter-mistakes .strip-title")
+           and bar_outlines(d)[3] == 3, "the linked answer")

@@ -18,6 +18,10 @@ import httpx
 Kind = Literal["samples", "uploads"]
 
 
+UNREACHABLE = ("cannot reach the analysis server: it may be starting or stopped. This page retries by itself "
+               "(see the banner at the top)")
+
+
 class BackendError(Exception):
     """The backend refused or could not answer; ``status`` is the HTTP code (None: no answer at all)."""
 
@@ -124,8 +128,10 @@ class BackendClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise BackendError(f"the backend did not answer in time ({method} {path})", 504) from None
-        except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach the backend at {self.base_url} ({type(exc).__name__})", None) from None
+        except httpx.HTTPError:
+            with self._lock:
+                self._info = None  # what the backend said before an outage may not hold after it
+            raise BackendError(UNREACHABLE, None) from None
         if response.status_code >= 400:
             message = _detail(response)
             if response.status_code == 503:

@@ -186,3 +186,42 @@ def test_a_filter_click_answers_beside_the_chart_marks_the_bar_and_works_by_keyb
     browser.get(link)
     settle(browser, lambda d: sample_ready(d) and d.find_elements(By.CSS_SELECTOR, "#sample-filter-mistakes .strip-title")
            and bar_outlines(d)[3] == 3, "the linked answer")
+
+
+# ------------------------------------------------------------------------------------ 9: backend outage
+def test_an_outage_shows_one_banner_that_clears_itself(browser, ui_artifacts):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from app.main import create_dash_app
+    from backend.api.settings import Settings
+    from tests.backend.api.conftest import free_port, start_server, stop_server
+
+    settings = Settings(artifacts=ui_artifacts, device="cpu", port=free_port())
+    backend = start_server(settings)
+    server = make_server("127.0.0.1", free_port(), create_dash_app(backend.url).server, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    own_ui = f"http://127.0.0.1:{server.server_port}"
+    try:
+        browser.get(own_ui + "/mistakes")
+        settle(browser, gallery_settled, "the gallery")
+        stop_server(backend)
+        browser.get(own_ui + "/mistakes")  # a panel that needs the backend now
+        message = wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".page .alert"), what="a message")[0]
+        assert "pss serve" in message.text and "127.0.0.1" not in message.text and "Error)" not in message.text
+        banner = wait_for(browser, lambda d: [b for b in d.find_elements(By.ID, "backend-banner") if b.is_displayed()],
+                          timeout=20, what="the banner")[0]
+        assert "unreachable, retrying" in banner.text
+        assert len([b for b in browser.find_elements(By.CSS_SELECTOR, ".banner") if b.is_displayed()]) == 1
+        # the header no longer claims a model it cannot reach
+        assert "offline" in browser.find_element(By.ID, "header-model").text
+        backend = start_server(settings)  # the same address again
+        wait_for(browser, lambda d: gallery_settled(d) and not d.find_element(By.ID, "backend-banner").is_displayed(),
+                 timeout=60, what="the page to recover by itself")
+        assert "offline" not in browser.find_element(By.ID, "header-model").text
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+        stop_server(backend)

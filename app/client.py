@@ -276,6 +276,11 @@ class BackendClient:
             body["seed"] = int(seed)
         return self._json("POST", f"{subject.path}/prune", json=body, timeout=self.slow_timeout)
 
+    def typicality(self, subject: Subject) -> dict:
+        """An upload's ``{nn_similarity, percentile}``: how close its nearest dataset image is in feature space,
+        against the dataset's own images (a low percentile: unlike the dataset)."""
+        return self._json("GET", f"{subject.path}/typicality")
+
     def upload(self, filename: str, content: bytes, label: int | None = None) -> dict:
         """Send an image; returns ``{id, pred, probs}``. The id then works with ``Subject("uploads", id)``."""
         data = {"label": str(label)} if label is not None else None

@@ -55,12 +55,14 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
         return html.Div([html.Div([back], className="page-title"), missing_message(exc, subject)], className="page")
     # the map is the slowest view: start it now, while the browser draws the page that will ask for it
     client.prefetch_input_saliency(subject, state["top_k"], state["boost"])
+    calls = [lambda: client.filters(subject, top=TOP_FILTERS), lambda: client.profile(subject)]
+    if kind == "uploads":
+        calls.append(lambda: typicality_notice(client, subject))
     try:
-        filters, profile_data = client.parallel(lambda: client.filters(subject, top=TOP_FILTERS),
-                                                lambda: client.profile(subject))
+        filters, profile_data, *notice = client.parallel(*calls)
         view = View(subject, info, detail, state, filters, profile_data)
     except BackendError as exc:
-        view = View(subject, info, detail, state, None, None, load_error=exc.message)
+        view, notice = View(subject, info, detail, state, None, None, load_error=exc.message), []
     rows = [html.Div([card.layout(view) for card in row], className="row") if len(row) > 1 else row[0].layout(view)
             for row in CARDS]
     return html.Div(
@@ -70,10 +72,28 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
             dcc.Store(id=sid("filters"), data=view.filters),
             html.Div([back, html.Div(header(detail, view.class_names, subject), id=sid("header"),
                                      className="sample-header")], className="page-title"),
+            *[n for n in notice if n is not None],
             *rows,
         ],
         className="page page-sample",
     )
+
+
+UNTYPICAL_PERCENTILE = 1.0  # below this percentile of the dataset's own similarity an upload counts as unlike it
+
+
+def typicality_notice(client: BackendClient, subject: Subject):
+    """A warning when an upload is unlike the dataset (None when it is not, or the backend cannot say)."""
+    try:
+        found = client.typicality(subject)
+    except BackendError:
+        return None
+    if found["percentile"] >= UNTYPICAL_PERCENTILE:
+        return None
+    return alert(f"This image is unlike the dataset the model was trained and measured on: its closest dataset "
+                 f"image in the model's feature space has cosine similarity {found['nn_similarity']:.2f}, lower "
+                 f"than for {100 - found['percentile']:.1f}% of the dataset's own images. The prediction, its "
+                 "confidence and the saliency views may mean little for it.", "warn")
 
 
 def missing_message(exc: BackendError, subject: Subject) -> html.Div:
@@ -93,7 +113,7 @@ def header(detail: dict, names, subject: Subject) -> list:
         verdict = html.Span("correct", className="chip chip-correct")
     else:
         verdict = html.Span("misclassified", className="chip chip-wrong")
-    parts = [html.H2(title), verdict]
+    parts = [html.H1(title), verdict]
     if label is not None:
         parts.append(html.Span(["true ", html.B(class_name(names, label))], className="chip"))
     parts.append(html.Span(["predicted ", html.B(class_name(names, pred)), f" ({confidence:.0%})"],

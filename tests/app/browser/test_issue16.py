@@ -225,3 +225,27 @@ def test_an_outage_shows_one_banner_that_clears_itself(browser, ui_artifacts):
         server.shutdown()
         thread.join(timeout=10)
         stop_server(backend)
+
+
+# ----------------------------------------------------------------------- 6: uploads unlike the dataset
+def test_an_upload_unlike_the_dataset_is_flagged(browser, ui, backend, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    noise = (rng.random((64, 64, 3)) * 255).astype(np.uint8)  # nothing like a garment
+    path = tmp_path / "noise.png"
+    Image.fromarray(noise).save(path)
+    browser.get(ui + "/upload")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#upload-drop input[type=file]"), what="upload box")
+    browser.find_element(By.CSS_SELECTOR, "#upload-drop input[type=file]").send_keys(str(path))
+    wait_for(browser, lambda d: re.fullmatch(r"/upload/\d+", urlparse(d.current_url).path), what="the upload view")
+    settle(browser, sample_ready, "the upload's view")
+    upload_id = urlparse(browser.current_url).path.rsplit("/", 1)[1]
+    import httpx
+
+    measured = httpx.get(f"{backend.url}/api/uploads/{upload_id}/typicality").json()
+    print("typicality of the noise upload:", measured)
+    notices = [a.text for a in browser.find_elements(By.CSS_SELECTOR, ".alert-warn")]
+    assert measured["percentile"] < 1.0
+    assert any("unlike the dataset" in n for n in notices), notices

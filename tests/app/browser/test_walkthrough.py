@@ -91,7 +91,7 @@ def neighbour_ids(driver) -> list[str]:
 def sample_shown(driver) -> bool:
     """Everything of the sample view but the input-space map (the one view that needs a backward pass)."""
     return bool(
-        driver.find_elements(By.CSS_SELECTOR, ".sample-header h2")
+        driver.find_elements(By.CSS_SELECTOR, ".sample-header h1")
         and driver.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point")
         and driver.find_elements(By.CSS_SELECTOR, "#sample-profile-graph .scatterlayer path")
         and driver.find_elements(By.CSS_SELECTOR, "#sample-prob-graph .bars")
@@ -101,7 +101,7 @@ def sample_shown(driver) -> bool:
 
 def sample_ready(driver) -> bool:
     return bool(
-        driver.find_elements(By.CSS_SELECTOR, ".sample-header h2")
+        driver.find_elements(By.CSS_SELECTOR, ".sample-header h1")
         and driver.find_elements(By.CSS_SELECTOR, "#sample-overlay img.big-img")
         and driver.find_elements(By.CSS_SELECTOR, "#sample-filters-graph .bars .point")
         and driver.find_elements(By.CSS_SELECTOR, "#sample-prob-graph .bars")

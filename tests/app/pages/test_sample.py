@@ -161,3 +161,14 @@ def test_samples_with_a_filter_from_the_filter_index(client, fake):
     assert [int(h.rsplit("/", 1)[1]) for h in _hrefs(answer)] == [7, 1]
     assert "in the whole dataset" in str(answer) and "z 4.5" in str(answer)
     assert not any("/neighbors" in r[1] for r in fake.requests)
+
+
+def test_unlike_uploads_get_a_notice(client, fake):
+    upload = Subject("uploads", "9")
+    fake.overrides["/api/uploads/9/typicality"] = (200, {"nn_similarity": 0.31, "percentile": 0.4})
+    assert "unlike the dataset" in str(sample.typicality_notice(client, upload)) and "0.31" in str(
+        sample.typicality_notice(client, upload))
+    fake.overrides["/api/uploads/9/typicality"] = (200, {"nn_similarity": 0.93, "percentile": 37.0})
+    assert sample.typicality_notice(client, upload) is None
+    fake.overrides["/api/uploads/9/typicality"] = (404, {"detail": "Not Found"})  # an older backend
+    assert sample.typicality_notice(client, upload) is None

@@ -249,3 +249,15 @@ def test_an_upload_unlike_the_dataset_is_flagged(browser, ui, backend, tmp_path)
     notices = [a.text for a in browser.find_elements(By.CSS_SELECTOR, ".alert-warn")]
     assert measured["percentile"] < 1.0
     assert any("unlike the dataset" in n for n in notices), notices
+
+
+# ------------------------------------------------------------------------- 5: what the boost does
+def test_boost_one_says_no_signal_and_the_map_has_a_colour_scale(browser, ui):
+    browser.get(ui + "/sample/5?boost=1")
+    settle(browser, lambda d: d.find_elements(By.ID, "sample-no-signal"), "the no-signal notice")
+    assert not browser.find_elements(By.CSS_SELECTOR, "#sample-overlay img")
+    assert "barely changes" in browser.find_element(By.ID, "sample-boost-hint").text
+    scale = browser.find_element(By.ID, "sample-colour-scale")
+    assert scale.is_displayed() and "low" in scale.text and "high" in scale.text
+    browser.get(ui + "/sample/5?boost=100")
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample-overlay img.big-img"), "the map")

@@ -146,13 +146,17 @@ def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
 
 
 def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers) -> go.Figure:
-    """Figure 2: average standardized profiles of correctly vs wrongly classified samples."""
-    x = np.arange(len(mean_correct))
+    """Figure 2: average standardized profiles of correctly vs wrongly classified samples, each layer's
+    filters sorted (so x is a rank within the layer); a trace per layer so the hover names the layer."""
     fig = go.Figure()
     for values, name, colour in ((mean_correct, "correct", CORRECT), (mean_wrong, "misclassified", WRONG)):
-        fig.add_trace(go.Scatter(x=x, y=sort_within_layers(values, layers), mode="lines", name=name,
-                                   line=dict(color=colour, width=1.4),
-                                   hovertemplate=f"{name}<br>z = %{{y:.2f}}<extra></extra>"))
+        ordered = sort_within_layers(values, layers)
+        for i, (layer, start, stop) in enumerate(layers or [("filters", 0, len(ordered))]):
+            fig.add_trace(go.Scatter(x=np.arange(start, stop), y=ordered[start:stop], mode="lines", name=name,
+                                     legendgroup=name, showlegend=i == 0, line=dict(color=colour, width=1.4),
+                                     meta=[short_layer(layer)],
+                                     hovertemplate=f"{name}<br>%{{meta[0]}}, rank %{{pointNumber}} in the layer"
+                                                   "<br>mean z = %{y:.2f}<extra></extra>"))
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
     _base_layout(fig, 380, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     _layer_bands(fig, layers)

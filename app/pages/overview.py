@@ -51,7 +51,10 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
                 className="row",
             ),
             card("Misclassified samples have different saliency profiles (paper, Figure 2)",
-                 dcc.Loading(html.Div(id=f"{PREFIX}-fig2-box"), type="dot")),
+                 dcc.Loading(html.Div(id=f"{PREFIX}-fig2-box"), type="dot"),
+                 html.P("As in the paper, the filters of each layer are sorted by their mean z, highest first, which "
+                        "draws the saw-tooth: along x is a filter's rank within its layer, not a fixed filter.",
+                        className="hint", id=f"{PREFIX}-fig2-note")),
             card("Raw gradient magnitudes differ by layer, hence the standardization (paper, Figure 1)",
                  dcc.Loading(html.Div(id=f"{PREFIX}-fig1-box"), type="dot")),
         ],

@@ -35,9 +35,12 @@ def test_average_profiles_figure_sorts_each_curve():
     correct = np.array([0.0, 1.0, -1.0, 0.5, 0.2, 0.1, 0.3])
     wrong = -correct
     fig = figures.average_profiles_figure(correct, wrong, LAYERS)
-    assert [t.name for t in fig.data] == ["correct", "misclassified"]
-    assert list(fig.data[0].y) == figures.sort_within_layers(correct, LAYERS).tolist()
-    assert list(fig.data[1].y) == figures.sort_within_layers(wrong, LAYERS).tolist()
+    assert [t.name for t in fig.data] == ["correct", "correct", "misclassified", "misclassified"]
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]
+    assert [t.meta[0] for t in fig.data] == ["conv1", "layer1.conv"] * 2  # the hover names the layer
+    joined = lambda a, b: list(a.y) + list(b.y)  # noqa: E731
+    assert joined(*fig.data[:2]) == figures.sort_within_layers(correct, LAYERS).tolist()
+    assert joined(*fig.data[2:]) == figures.sort_within_layers(wrong, LAYERS).tolist()
     assert list(fig.layout.xaxis.ticktext) == ["conv1", "layer1.conv"]
 
 

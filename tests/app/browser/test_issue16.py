@@ -261,3 +261,33 @@ def test_boost_one_says_no_signal_and_the_map_has_a_colour_scale(browser, ui):
     assert scale.is_displayed() and "low" in scale.text and "high" in scale.text
     browser.get(ui + "/sample/5?boost=100")
     settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#sample-overlay img.big-img"), "the map")
+
+
+# -------------------------------------------------------------------------------- 7: one name per filter
+def hover_text(driver, graph: str, trace: int, point: int) -> str:
+    """The hover label Plotly draws for one point (hovered by the library's own Fx, like a mouse would)."""
+    return driver.execute_script("""
+        const gd = document.querySelector(arguments[0] + ' .js-plotly-plot');
+        Plotly.Fx.hover(gd, [{curveNumber: arguments[1], pointNumber: arguments[2]}]);
+        const label = gd.querySelector('.hoverlayer .hovertext');
+        return label ? label.textContent : '';""", graph, trace, point)
+
+
+def test_filters_have_one_name_everywhere_and_figure_2_says_it_is_sorted(browser, ui):
+    browser.get(ui + "/sample/5")
+    settle(browser, sample_ready, "the sample view")
+    bar_name = browser.execute_script("return document.querySelector('#sample-filters-graph .js-plotly-plot').data[0].y[0]")
+    top_id = browser.execute_script(
+        "return document.querySelector('#sample-filters-graph .js-plotly-plot').data[0].customdata[0]")
+    data = browser.execute_script("""const d = document.querySelector('#sample-profile-graph .js-plotly-plot')._fullData;
+        return d.map(t => [Number(t.x[0]), t.x.length, t.name]);""")
+    trace, point = next((i, top_id - start) for i, (start, n, name) in enumerate(data)
+                        if name != "top filters" and start <= top_id < start + n)
+    text = hover_text(browser, "#sample-profile-graph", trace, point)
+    assert bar_name in text and f"filter id {top_id}" in text, (bar_name, text)
+    browser.get(ui + "/")
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#overview-fig2-box .js-plotly-plot"), "Figure 2")
+    assert "sorted" in browser.find_element(By.ID, "overview-fig2-note").text
+    first_layer = browser.execute_script(
+        "return document.querySelector('#overview-fig2-box .js-plotly-plot').data[0].meta[0]")
+    assert first_layer in hover_text(browser, "#overview-fig2-box", 0, 0)

@@ -291,3 +291,33 @@ def test_filters_have_one_name_everywhere_and_figure_2_says_it_is_sorted(browser
     first_layer = browser.execute_script(
         "return document.querySelector('#overview-fig2-box .js-plotly-plot').data[0].meta[0]")
     assert first_layer in hover_text(browser, "#overview-fig2-box", 0, 0)
+
+
+# ------------------------------------------------------------------------------------ 8: narrow windows
+def set_width(driver, width: int, height: int = 1000) -> None:
+    driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                           {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False})
+
+
+def cut_off(driver, selector: str) -> list[str]:
+    """Texts under ``selector`` that do not fit their box (ellipsis or clipped)."""
+    return driver.execute_script("""return Array.from(document.querySelectorAll(arguments[0]))
+        .filter(e => e.offsetParent && e.scrollWidth > e.clientWidth + 1).map(e => e.textContent);""", selector)
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_narrow_and_wide_windows_keep_everything_readable(browser, ui, width):
+    try:
+        set_width(browser, width)
+        browser.get(ui + "/sample/5?prune=2")
+        settle(browser, sample_ready, "the sample view")
+        first, second = browser.find_elements(By.CSS_SELECTOR, ".page-sample > .row")[0].find_elements(
+            By.XPATH, "./div[contains(@class, 'card')]")
+        stacked = second.location["y"] >= first.location["y"] + first.size["height"]
+        assert stacked == (width < 1000)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+        names = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#sample-prune-check .check-name")]
+        assert len(set(names)) == len(names) and not cut_off(browser, "#sample-prune-check .check-name")
+        assert not cut_off(browser, "#header-model .chip")
+    finally:
+        set_width(browser, 1280, 800)

@@ -35,6 +35,11 @@ def alert(message: str, kind: str = "error") -> html.Div:
     return html.Div(message, className=f"alert alert-{kind}", role="alert")
 
 
+def page_heading(text: str) -> html.H1:
+    """The page's one h1, for screen readers (pages whose visible title is the top bar's)."""
+    return html.H1(text, className="visually-hidden")
+
+
 def error_alert(exc: BackendError, what: str) -> html.Div:
     status = f" (HTTP {exc.status})" if exc.status else ""
     return alert(f"Could not load {what}: {exc.message}{status}")

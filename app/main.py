@@ -36,6 +36,7 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
         use_pages=True,
         pages_folder="",  # the pages register themselves below, with this app's client
     )
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
     attach_client(app.server, client)
     for page in PAGES:
         page.register(app, client)

@@ -8,7 +8,7 @@ from dash import dcc, html
 
 from app import experiment_figures as figs
 from app.client import BackendClient, BackendError
-from app.components import alert, card, class_name, error_alert
+from app.components import alert, card, class_name, error_alert, page_heading
 from app.pages import page
 
 PREFIX = "experiments"
@@ -118,7 +118,7 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     try:
         listing = client.experiments()
     except BackendError as exc:
-        return html.Div([error_alert(exc, "the experiments")], className="page")
+        return html.Div([page_heading("Validation experiments"), error_alert(exc, "the experiments")], className="page")
     sections = []
     for item in listing["experiments"]:
         doc, error = None, None
@@ -130,7 +130,7 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
         sections.append(section(item["name"], item, doc, names, error))
     intro = html.P("The paper's checks that parameter saliency is meaningful, run on this model's misclassified "
                    "samples. Bands and brackets are 95% bootstrap confidence intervals.", className="hint")
-    return html.Div([intro, *sections], className=f"page page-{PREFIX}")
+    return html.Div([page_heading("Validation experiments"), intro, *sections], className=f"page page-{PREFIX}")
 
 
 def register(app, client: BackendClient) -> None:

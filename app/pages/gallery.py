@@ -98,11 +98,9 @@ def pager(suffix: str) -> html.Nav:
     """Prev, the page label and Next; the gallery has one pair above the grid and one below."""
     return html.Nav(
         [
-            html.Button("‹ Prev", id=f"{PREFIX}-prev{suffix}", className="btn", n_clicks=0,
-                        **{"aria-label": "previous page"}),
+            html.Button("‹ Prev", id=f"{PREFIX}-prev{suffix}", className="btn", n_clicks=0, title="previous page"),
             html.Span(id=f"{PREFIX}-page-label{suffix}", className="page-label", **{"aria-live": "polite"}),
-            html.Button("Next ›", id=f"{PREFIX}-next{suffix}", className="btn", n_clicks=0,
-                        **{"aria-label": "next page"}),
+            html.Button("Next ›", id=f"{PREFIX}-next{suffix}", className="btn", n_clicks=0, title="next page"),
         ],
         className="pager", **{"aria-label": f"pages{' (bottom)' if suffix else ''}"},
     )

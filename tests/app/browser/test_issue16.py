@@ -321,3 +321,59 @@ def test_narrow_and_wide_windows_keep_everything_readable(browser, ui, width):
         assert not cut_off(browser, "#header-model .chip")
     finally:
         set_width(browser, 1280, 800)
+
+
+# ------------------------------------------------------------------------------------- 10: accessibility
+AXE = __import__("pathlib").Path(__file__).resolve().parents[3] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def axe_violations(driver) -> list[dict]:
+    """axe-core's serious and critical violations on the current page (WCAG 2.x A/AA rules and best practice)."""
+    if not AXE.exists():
+        pytest.fail("axe-core is missing: run scripts/setup.sh (npm ci)")
+    driver.execute_script(AXE.read_text())
+    found = driver.execute_async_script("""const done = arguments[arguments.length - 1];
+        axe.run(document, {resultTypes: ['violations']}).then(r => done(r.violations.map(v => ({
+            id: v.id, impact: v.impact, help: v.help,
+            nodes: v.nodes.slice(0, 3).map(n => n.target.join(' '))})))).catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));""")
+    return [v for v in found if v["impact"] in ("serious", "critical")]
+
+
+@pytest.mark.parametrize("path", ["/", "/mistakes", "/sample/5?prune=2", "/sample/5?prune=3&mode=random&filter=61",
+                                  "/upload", "/experiments", "/nowhere"])
+def test_no_serious_accessibility_violations(browser, ui, path):
+    browser.set_script_timeout(60)
+    browser.get(ui + path)
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".page") and (not path.startswith("/sample")
+                                                                            or sample_ready(d)), path)
+    found = axe_violations(browser)
+    assert not found, "\n".join(f"{v['impact']} {v['id']}: {v['help']} at {v['nodes']}" for v in found)
+    assert browser.execute_script("return document.documentElement.lang") == "en"
+    assert len(browser.find_elements(By.TAG_NAME, "h1")) == 1
+
+
+def test_keyboard_reaches_every_confusion_cell_and_the_upload(browser, ui):
+    browser.get(ui + "/")
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#overview-confusion .heatmaplayer"), "the matrix")
+    table = browser.find_element(By.ID, "overview-confusion-table")
+    summary = table.find_element(By.XPATH, "./ancestor::details").find_element(By.TAG_NAME, "summary")
+    browser.execute_script("arguments[0].focus()", summary)
+    summary.send_keys(Keys.ENTER)  # opens the table
+    links = table.find_elements(By.CSS_SELECTOR, "td a")
+    classes = len(table.find_elements(By.CSS_SELECTOR, "tbody tr"))
+    assert len(links) == classes * classes
+    browser.execute_script("arguments[0].focus()", links[1])  # true 0, predicted 1
+    links[1].send_keys(Keys.ENTER)
+    settle(browser, lambda d: urlparse(d.current_url).path == "/mistakes", "the cell's samples")
+    assert query(browser) == {"true": "0", "pred": "1"}
+    browser.get(ui + "/upload")
+    settle(browser, lambda d: d.find_elements(By.ID, "upload-choose"), "the upload page")
+    # Tab from the class dropdown lands on the visible "choose a file" button, not an invisible input
+    focused = []
+    body = browser.find_element(By.TAG_NAME, "body")
+    for _ in range(12):
+        body.send_keys(Keys.TAB) if not focused else browser.switch_to.active_element.send_keys(Keys.TAB)
+        focused.append(browser.execute_script("const e = document.activeElement; return e.id || e.type || e.tagName"))
+        if focused[-1] == "upload-choose":
+            break
+    assert "upload-choose" in focused and "file" not in focused, focused

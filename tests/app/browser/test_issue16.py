@@ -377,3 +377,12 @@ def test_keyboard_reaches_every_confusion_cell_and_the_upload(browser, ui):
         if focused[-1] == "upload-choose":
             break
     assert "upload-choose" in focused and "file" not in focused, focused
+
+
+# ------------------------------------------------------------------------- 11: the experiments page
+def test_experiments_empty_state_is_one_box_with_the_real_command(browser, ui, ui_artifacts):
+    browser.get(ui + "/experiments")
+    settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".page-experiments"), "the experiments page")
+    text = browser.find_element(By.CSS_SELECTOR, ".page-experiments").text
+    assert f"pss experiments --artifacts {ui_artifacts}" in text and "DIR" not in text
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".page-experiments .card")) == 1

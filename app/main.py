@@ -77,8 +77,8 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
         label = f"{info.get('model', '?')} · {info.get('dataset', '?')}"
         return html.Span(label, className="chip chip-muted", title=label)
 
-    @app.callback(Output("backend-down", "data"), Output("backend-poll", "interval"), Input("backend-poll", "n_intervals"),
-                  State("backend-down", "data"), prevent_initial_call=True)
+    @app.callback(Output("backend-down", "data"), Output("backend-poll", "interval"),
+                  Input("backend-poll", "n_intervals"), State("backend-down", "data"), prevent_initial_call=True)
     def _poll(_, was_down):
         try:
             client.health()

@@ -32,7 +32,8 @@ def page(render):
         try:
             info = client.info()
         except BackendError as exc:
-            return html.Div([page_heading("The analysis server cannot answer"), alert(f"The analysis server cannot answer: {exc.message}. If you run it yourself, "
+            return html.Div([page_heading("The analysis server cannot answer"),
+                             alert(f"The analysis server cannot answer: {exc.message}. If you run it yourself, "
                                    "start it with `pss serve --artifacts <your artifacts folder>`; this page "
                                    "reloads by itself once it answers.")],
                             className="page")

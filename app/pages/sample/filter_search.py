@@ -99,7 +99,9 @@ def mistakes_with_filter(client: BackendClient, subject: Subject, filter_id: int
 _CHOOSE = """function(bar, profile, picks, linked) {
     const changed = dash_clientside.callback_context.triggered.map(t => t.prop_id);
     const nothing = window.dash_clientside.no_update;
-    if (changed.length !== 1 || changed[0] === '.') { return linked === null || linked === undefined ? nothing : linked; }
+    if (changed.length !== 1 || changed[0] === '.') {
+        return linked === null || linked === undefined ? nothing : linked;
+    }
     const which = changed[0];
     const pointOf = click => {
         const p = click && click.points && click.points[0];

@@ -9,6 +9,7 @@ page is a link that can be shared.
 from __future__ import annotations
 
 import importlib
+import json
 
 import dash
 from dash import Input, Output, State, dcc, html
@@ -55,14 +56,15 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
         return html.Div([html.Div([back], className="page-title"), missing_message(exc, subject)], className="page")
     # the map is the slowest view: start it now, while the browser draws the page that will ask for it
     client.prefetch_input_saliency(subject, state["top_k"], state["boost"])
-    calls = [lambda: client.filters(subject, top=TOP_FILTERS), lambda: client.profile(subject)]
-    if kind == "uploads":
-        calls.append(lambda: typicality_notice(client, subject))
+    calls = [lambda: client.filters(subject, top=TOP_FILTERS), lambda: client.profile(subject),
+             lambda: typicality_notice(client, subject) if kind == "uploads" else None,
+             lambda: None if state["filter"] is None else
+             filter_search.samples_with_filter(client, subject, state["filter"])]
     try:
-        filters, profile_data, *notice = client.parallel(*calls)
-        view = View(subject, info, detail, state, filters, profile_data)
+        filters, profile_data, notice, answer = client.parallel(*calls)
+        view = View(subject, info, detail, state, filters, profile_data, filter_answer=answer)
     except BackendError as exc:
-        view, notice = View(subject, info, detail, state, None, None, load_error=exc.message), []
+        view, notice = View(subject, info, detail, state, None, None, load_error=exc.message), None
     rows = [html.Div([card.layout(view) for card in row], className="row") if len(row) > 1 else row[0].layout(view)
             for row in CARDS]
     return html.Div(
@@ -72,7 +74,7 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
             dcc.Store(id=sid("filters"), data=view.filters),
             html.Div([back, html.Div(header(detail, view.class_names, subject), id=sid("header"),
                                      className="sample-header")], className="page-title"),
-            *[n for n in notice if n is not None],
+            notice,
             *rows,
         ],
         className="page page-sample",
@@ -126,11 +128,12 @@ def header(detail: dict, names, subject: Subject) -> list:
 def url_search(controls: dict, num_layers: int) -> str:
     """The controls' values -> the page's URL query: the exact filters switched off when they were ticked by
     hand, the random draw's seed, and the filter whose other mistakes are shown."""
-    pruned = controls.get("pruned") or {}
+    pruned = json.loads(controls.get("pruned") or "{}")
+    selected = controls.get("selected")
     return STATE.build({
         "off": tuple(pruned["filters"]) if pruned.get("hand") and pruned.get("filters") else None,
         "seed": int(pruned.get("seed") or 0) if controls["prune_mode"] == "random" else 0,
-        "filter": controls.get("selected"),
+        "filter": int(selected) if selected else None,
         "top_k": controls["top_k"],
         "boost": BOOSTS[int(controls["boost_index"])],
         "layers": layer_span(controls["layers"], num_layers),
@@ -157,7 +160,7 @@ def register(app, client: BackendClient) -> None:
                           "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
                           "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
                           "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value"),
-                          "pruned": Input(pruning.PRUNED, "data"), "selected": Input(filter_search.SELECTED, "data")},
+                          "pruned": Input(pruning.PRUNED, "value"), "selected": Input(filter_search.SELECTED, "value")},
                   prevent_initial_call=True)
     def _url(**controls):
         return url_search(controls, len(client.info().get("layers", [])))

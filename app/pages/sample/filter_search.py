@@ -17,7 +17,9 @@ from app.components import alert, thumbnail
 from app.figures import filter_name
 from app.pages.sample.view import sid, subject_of
 
-SELECTED = sid("selected-filter")  # the chosen filter id (None: none), also in the URL as ?filter=
+# the chosen filter id as text ("": none), also in the URL as ?filter=; an html.Data, since a dcc.Store that
+# is a callback's input fires it when the page opens (one more round trip)
+SELECTED = sid("selected-filter")
 RESULT = sid("filter-mistakes")
 PICK = sid("filter-pick")  # the filters table's buttons: {"type": PICK, "filter": id}
 SHOWN = 12  # samples shown for a filter
@@ -25,9 +27,10 @@ FILTER_SEARCH_CANDIDATES = 40  # fallback: mistakes examined when looking for ot
 FILTER_RANK = 10  # fallback: "among the most salient filters" = within this many
 
 
-def result_box() -> dcc.Loading:
-    return dcc.Loading(html.Div(id=RESULT, className="filter-mistakes", **{"aria-live": "polite"}), type="circle",
-                       delay_show=100)
+def result_box(answer=None) -> dcc.Loading:
+    """Where the answer goes; a link's ``?filter=`` comes with its answer already in the page."""
+    return dcc.Loading(html.Div(answer, id=RESULT, className="filter-mistakes", **{"aria-live": "polite"}),
+                       type="circle", delay_show=100)
 
 
 def filter_page_registered() -> bool:
@@ -94,37 +97,36 @@ def mistakes_with_filter(client: BackendClient, subject: Subject, filter_id: int
     return html.Div([title, html.Div(tiles, className="strip")])
 
 
-# which filter a click or a key press chose, decided in the browser (no round trip); on the page's first
-# call (several inputs at once) it is the link's ?filter=
-_CHOOSE = """function(bar, profile, picks, linked) {
+# which filter a click or a key press chose, decided in the browser (no round trip). Only user actions run
+# it: the store it writes is what the search and the URL listen to, and Dash runs those after any callback
+# that could write it, even one answering no_update (a round trip per page open)
+_CHOOSE = """function(bar, profile, picks) {
     const changed = dash_clientside.callback_context.triggered.map(t => t.prop_id);
     const nothing = window.dash_clientside.no_update;
-    if (changed.length !== 1 || changed[0] === '.') {
-        return linked === null || linked === undefined ? nothing : linked;
-    }
+    if (changed.length !== 1) { return nothing; }
     const which = changed[0];
     const pointOf = click => {
         const p = click && click.points && click.points[0];
         if (!p) { return nothing; }
         const v = p.customdata !== undefined ? p.customdata : p.x;
-        return Number(Array.isArray(v) ? v[0] : v);
+        return String(Number(Array.isArray(v) ? v[0] : v));
     };
     if (which.startsWith('%(bar)s.')) { return pointOf(bar); }
     if (which.startsWith('%(profile)s.')) { return pointOf(profile); }
-    if (which.startsWith('{')) { return JSON.parse(which.slice(0, which.lastIndexOf('.'))).filter; }
+    if (which.startsWith('{')) { return String(JSON.parse(which.slice(0, which.lastIndexOf('.'))).filter); }
     return nothing;
 }"""
 
 
 def register(app, client: BackendClient, bars_graph: str, profile_graph: str) -> None:
-    app.clientside_callback(_CHOOSE % {"bar": bars_graph, "profile": profile_graph}, Output(SELECTED, "data"),
+    app.clientside_callback(_CHOOSE % {"bar": bars_graph, "profile": profile_graph}, Output(SELECTED, "value"),
                             Input(bars_graph, "clickData"), Input(profile_graph, "clickData"),
-                            Input({"type": PICK, "filter": ALL}, "n_clicks"), State(sid("linked-filter"), "data"))
+                            Input({"type": PICK, "filter": ALL}, "n_clicks"), prevent_initial_call=True)
 
-    @app.callback(Output(RESULT, "children"), Input(SELECTED, "data"), State(sid("subject"), "data"),
+    @app.callback(Output(RESULT, "children"), Input(SELECTED, "value"), State(sid("subject"), "data"),
                   prevent_initial_call=True)
     def _search(filter_id, subject):
-        if filter_id is None:
+        if not filter_id:
             return []
         return samples_with_filter(client, subject_of(subject), int(filter_id))
 

@@ -3,7 +3,9 @@ switched off, for the sample and for its saliency neighbours."""
 
 from __future__ import annotations
 
-from dash import Input, Output, State, dcc, html
+import json
+
+from dash import Input, Output, State, dcc, html, no_update
 
 from app import figures
 from app.client import BackendClient, BackendError, Subject
@@ -16,7 +18,9 @@ TOP_K = sid("prune-k")
 MODE = sid("prune-mode")
 DRAW = sid("prune-draw")
 EXTRA = sid("prune-extra")  # switched-off filters that are not among the salient ones listed above
-PRUNED = sid("pruned")  # {"filters": what is switched off, "seed", "hand": ticked by hand} for the URL and bars
+# {"filters": what is switched off, "seed", "hand": ticked by hand} as JSON, for the URL. Not a dcc.Store: a
+# Store that is a callback's input fires that callback when a page opens, one more round trip each time
+PRUNED = sid("pruned")
 
 
 def layout(view: View):
@@ -42,7 +46,8 @@ def layout(view: View):
                                 inputClassName="filter-check-input"),
                   html.Div(extra_checks(view.filters, view.layers, checked, view.z), id=EXTRA)],
                  className="control"),
-        dcc.Store(id=PRUNED, data={"filters": checked, "seed": state["seed"], "hand": state["off"] is not None}),
+        html.Data(id=PRUNED, value=json.dumps({"filters": checked, "seed": state["seed"],
+                                               "hand": state["off"] is not None})),
         className="col-5",
     )
     prediction = card("Prediction with those filters off",
@@ -211,16 +216,21 @@ def prediction_panel(client: BackendClient, subject: Subject, checked, prune_top
 
 def register(app, client: BackendClient) -> None:
     @app.callback(Output(CHECKLIST, "value"), Output(EXTRA, "children"), Output(CHECKLIST, "className"),
-                  Output(TOP_K, "value"), Output(PRUNED, "data"), Output(sid("prediction"), "children"),
+                  Output(TOP_K, "value"), Output(PRUNED, "value"), Output(sid("prediction"), "children"),
                   Input(CHECKLIST, "value"), Input(TOP_K, "value"), Input(MODE, "value"), Input(DRAW, "n_clicks"),
-                  State(PRUNED, "data"), State(sid("subject"), "data"), State(sid("filters"), "data"))
+                  State(PRUNED, "value"), State(sid("subject"), "data"), State(sid("filters"), "data"))
     def _pruning(checked, prune_top_k, mode, _draw, pruned, subject, filters):
         try:
             layers = figures.parse_layers(client.info().get("layers"))
         except BackendError:
             layers = []  # names fall back to global ids; the panel says what failed
-        return pruning(client, subject_of(subject), lone_trigger(), checked, prune_top_k, mode, filters,
-                       int((pruned or {}).get("seed") or 0), layers)
+        before = json.loads(pruned or "{}")
+        ticked, extra, cls, k, now, panel = pruning(client, subject_of(subject), lone_trigger(), checked, prune_top_k,
+                                                    mode, filters, int(before.get("seed") or 0), layers)
+        # the slider and this value feed the URL callback: unchanged, they must not fire it (a round trip per
+        # page open)
+        return (ticked, extra, cls, no_update if k == prune_top_k else k,
+                no_update if now == before else json.dumps(now), panel)
 
     app.clientside_callback("function(mode) { return mode === 'random' ? '%s' : '%s'; }"
                             % (draw_class("random"), draw_class("salient")), Output(DRAW, "className"),

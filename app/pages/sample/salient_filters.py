@@ -23,9 +23,8 @@ def layout(view: View):
         "Most salient filters",
         dcc.Graph(id=GRAPH, config={"displayModeBar": False}, figure=figure, className="clickable-graph"),
         filters_table(view),
-        filter_search.result_box(),
-        dcc.Store(id=filter_search.SELECTED, data=None),
-        dcc.Store(id=sid("linked-filter"), data=view.state["filter"]),
+        filter_search.result_box(view.filter_answer),
+        html.Data(id=filter_search.SELECTED, value="" if view.state["filter"] is None else str(view.state["filter"])),
         dcc.Store(id=sid("scrolled")),
         extra=html.Span("click a bar: where else that filter is salient", className="hint"),
         className="col-7",
@@ -53,15 +52,16 @@ _RECOLOR_BARS = """function(checked, chosen, fig) {
         return window.dash_clientside.no_update;
     }
     const on = new Set((checked || []).map(Number));
+    chosen = chosen === '' || chosen === null || chosen === undefined ? null : Number(chosen);
     const bar = Object.assign({}, fig.data[0]);
     const z = bar.x;
     bar.marker = Object.assign({}, bar.marker, {
         color: bar.customdata.map((f, i) => on.has(Number(f)) ? '%s' : (z[i] > 0 ? '%s' : '%s')),
-        line: {color: '%s', width: bar.customdata.map(f => Number(f) === Number(chosen) ? 3 : 0)}});
+        line: {color: '%s', width: bar.customdata.map(f => Number(f) === chosen ? 3 : 0)}});
     return Object.assign({}, fig, {data: [bar].concat(fig.data.slice(1))});
 }""" % (figures.WRONG, figures.ACCENT, figures.MUTED, figures.INK)
 
 
 def register(app, client) -> None:
     app.clientside_callback(_RECOLOR_BARS, Output(GRAPH, "figure"), Input(CHECKLIST, "value"),
-                            Input(filter_search.SELECTED, "data"), State(GRAPH, "figure"), prevent_initial_call=True)
+                            Input(filter_search.SELECTED, "value"), State(GRAPH, "figure"), prevent_initial_call=True)

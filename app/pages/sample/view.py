@@ -80,6 +80,7 @@ class View:
     filters: list[dict] | None  # the TOP_FILTERS most salient filters; None: they could not be loaded
     profile: dict | None
     load_error: str | None = None
+    filter_answer: object = None  # a link's ?filter=: the samples where that filter is most salient
 
     @property
     def layers(self) -> list[tuple[str, int, int]]:

@@ -1,5 +1,7 @@
 """Sample-view callbacks as functions: deep-link parsing, pruning modes, neighbours, filter search."""
 
+import json
+
 import pytest
 
 from app.client import BackendError, Subject
@@ -43,10 +45,10 @@ def test_controls_write_the_link():
     controls = {"top_k": 7, "boost_index": 3, "layers": [0, 3], "space": "saliency", "misclassified_only": ["1"],
                 "prune_top_k": 2, "prune_mode": "random"}
     assert sample.url_search(controls, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random"
-    drawn = {**controls, "pruned": {"filters": [4, 9], "seed": 3, "hand": False}}
+    drawn = {**controls, "pruned": json.dumps({"filters": [4, 9], "seed": 3, "hand": False})}
     assert sample.url_search(drawn, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random&seed=3"
-    ticked = {**controls, "prune_mode": "salient", "prune_top_k": 3, "selected": 9,
-              "pruned": {"filters": [4, 9, 1], "seed": 0, "hand": True}}
+    ticked = {**controls, "prune_mode": "salient", "prune_top_k": 3, "selected": "9",
+              "pruned": json.dumps({"filters": [4, 9, 1], "seed": 0, "hand": True})}
     assert sample.url_search(ticked, 3) == "?top_k=7&boost=30&mistakes=1&prune=3&off=4,9,1&filter=9"
     assert sample.url_search({**controls, "layers": [1, 3]}, 3).startswith("?top_k=7&boost=30&layers=1:3&")
 

@@ -88,7 +88,7 @@ def confusion_table(confusion: np.ndarray, names) -> html.Details:
                        for p in range(n)]) for t in range(n)]
     return html.Details([html.Summary("the matrix as a table (keyboard: every count opens its samples)"),
                          html.Table([html.Thead(header), html.Tbody(rows)], className="flip-table",
-                                    id=f"{PREFIX}-confusion-table")], className="flip-details")
+                                    id=f"{PREFIX}-confusion-table")], className="table-details")
 
 
 def render(client: BackendClient) -> tuple:

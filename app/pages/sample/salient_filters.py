@@ -43,7 +43,7 @@ def filters_table(view: View) -> html.Details:
                          html.Table([html.Thead(html.Tr([html.Th("rank"), html.Th("filter"), html.Th("z"),
                                                          html.Th("samples")])), html.Tbody(rows)],
                                     className="flip-table", id=sid("filters-table"))],
-                        className="flip-details")
+                        className="table-details")
 
 
 # recolouring the ticked bars and outlining the chosen one needs no server round trip

@@ -174,7 +174,7 @@ def test_a_filter_click_answers_beside_the_chart_marks_the_bar_and_works_by_keyb
     # the tiny backend has no filter index: the fallback says what it searched
     assert "nearest mistakes" in answer.text
     # keyboard: the table's buttons choose a filter too
-    browser.find_element(By.CSS_SELECTOR, "#sample-filters-graph ~ details summary, .card details summary").click()
+    browser.find_element(By.CSS_SELECTOR, "#sample-filters-table").find_element(By.XPATH, "./ancestor::details/summary").click()
     button = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-table button")[3]
     browser.execute_script("arguments[0].focus()", button)
     button.send_keys(Keys.ENTER)

@@ -18,6 +18,10 @@ import httpx
 Kind = Literal["samples", "uploads"]
 
 
+UNREACHABLE = ("cannot reach the analysis server: it may be starting or stopped. This page retries by itself "
+               "(see the banner at the top)")
+
+
 class BackendError(Exception):
     """The backend refused or could not answer; ``status`` is the HTTP code (None: no answer at all)."""
 
@@ -129,8 +133,10 @@ class BackendClient:
             response = self._http.request(method, path, **kwargs)
         except httpx.TimeoutException:
             raise BackendError(f"the backend did not answer in time ({method} {path})", 504) from None
-        except httpx.HTTPError as exc:
-            raise BackendError(f"cannot reach the backend at {self.base_url} ({type(exc).__name__})", None) from None
+        except httpx.HTTPError:
+            with self._lock:
+                self._info = None  # what the backend said before an outage may not hold after it
+            raise BackendError(UNREACHABLE, None) from None
         if response.status_code >= 400:
             message = _detail(response)
             if response.status_code == 503:
@@ -189,6 +195,10 @@ class BackendClient:
 
     def cancel_job(self, job_id: str) -> dict:
         return self._json("DELETE", f"/api/jobs/{job_id}")
+    def filter_detail(self, index: int) -> dict:
+        """One filter across the dataset (issue 12): ``top_samples`` [{id, z}] best first, and more; a 404
+        when this backend has no such index yet."""
+        return self._json("GET", f"/api/filters/{int(index)}")
 
     def samples(
         self,
@@ -274,11 +284,15 @@ class BackendClient:
         filters: list[int] | None = None,
         top_k: int | None = None,
         mode: Literal["salient", "random", "least"] = "salient",
+        seed: int = 0,
     ) -> dict:
-        """Either explicit ``filters`` or the ``top_k`` by ``mode``; before/after for the sample and neighbours."""
+        """Either explicit ``filters`` or the ``top_k`` by ``mode`` (``seed``: which random draw); before/after for
+        the sample and neighbours, and ``filters``: the ids that were switched off."""
         if (filters is None) == (top_k is None):
             raise ValueError("give either filters or top_k")
         body: dict[str, Any] = {"filters": list(filters)} if filters is not None else {"top_k": top_k, "mode": mode}
+        if filters is None and mode == "random" and seed:
+            body["seed"] = int(seed)
         return self._json("POST", f"{subject.path}/prune", json=body, params=subject.params(),
                           timeout=self.slow_timeout)
 
@@ -300,6 +314,11 @@ class BackendClient:
         body = {"top_k": top_k, "mode": mode, "step": step, "neighbors": neighbors, "seed": seed}
         return self._json("POST", f"{subject.path}/finetune", json=body, params=subject.params(),
                           timeout=self.slow_timeout)
+
+    def typicality(self, subject: Subject) -> dict:
+        """An upload's ``{nn_similarity, percentile}``: how close its nearest dataset image is in feature space,
+        against the dataset's own images (a low percentile: unlike the dataset)."""
+        return self._json("GET", f"{subject.path}/typicality")
 
     def upload(self, filename: str, content: bytes, label: int | None = None) -> dict:
         """Send an image; returns ``{id, pred, probs}``. The id then works with ``Subject("uploads", id)``."""

@@ -6,12 +6,19 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote
 
-from dash import dcc, html
+from dash import ctx, dcc, html
 
 from app.client import BackendError, Subject
 
 
 ITEM_ID = re.compile(r"^[0-9]{1,20}$")  # a sample's or an upload's id in a URL
+
+
+def lone_trigger() -> str | None:
+    """The id of the one input that changed, or None when several did: when Dash's router inserts a page every
+    input counts as changed, and the first of them is no user action."""
+    changed = list(ctx.triggered_prop_ids.values())
+    return changed[0] if len(changed) == 1 else None
 
 
 def class_name(names: Sequence[str], index) -> str:
@@ -28,14 +35,21 @@ def alert(message: str, kind: str = "error") -> html.Div:
     return html.Div(message, className=f"alert alert-{kind}", role="alert")
 
 
+def page_heading(text: str) -> html.H1:
+    """The page's one h1, for screen readers (pages whose visible title is the top bar's)."""
+    return html.H1(text, className="visually-hidden")
+
+
 def error_alert(exc: BackendError, what: str) -> html.Div:
     status = f" (HTTP {exc.status})" if exc.status else ""
     return alert(f"Could not load {what}: {exc.message}{status}")
 
 
-def card(title, *children, className: str = "", id: str | None = None, extra=None) -> html.Div:
-    """A titled panel; ``extra`` sits at the right of the title bar (small controls, counts)."""
-    header = html.Div([html.H3(title, className="card-title"), html.Div(extra, className="card-extra")],
+def card(title, *children, className: str = "", id: str | None = None, extra=None, level: int = 3) -> html.Div:
+    """A titled panel; ``extra`` sits at the right of the title bar (small controls, counts); ``level`` 1 makes
+    the title the page's heading."""
+    heading = html.H1 if level == 1 else html.H3
+    header = html.Div([heading(title, className="card-title"), html.Div(extra, className="card-extra")],
                       className="card-header")
     kwargs = {"id": id} if id else {}
     return html.Div([header, html.Div(list(children), className="card-body")], className=f"card {className}",
@@ -62,9 +76,12 @@ def thumbnail(subject: Subject, names: Sequence[str], label, pred, caption: str 
     pred_name = class_name(names, pred)
     return dcc.Link(
         [
-            html.Img(src=media_url(subject), className="thumb-img", alt=f"sample {subject.id}"),
+            html.Img(src=media_url(subject), className="thumb-img",
+                     alt=f"{'sample' if subject.kind == 'samples' else 'upload'} {subject.id}: true {true_name}, "
+                         f"predicted {pred_name}"),
             html.Div(
                 [
+                    html.Div(f"#{subject.id}", className="thumb-id"),
                     html.Div([html.Span("true ", className="thumb-key"), html.Span(true_name)], className="thumb-line"),
                     html.Div([html.Span("pred ", className="thumb-key"), html.Span(pred_name,
                               className=f"pred-{verdict_class(label, pred)}")], className="thumb-line"),

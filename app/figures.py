@@ -17,6 +17,7 @@ CORRECT = "#2f7d4f"
 WRONG = "#c2410c"
 ACCENT = "#3b5bdb"
 MUTED = "#9aa5b1"
+INK = "#1f2933"
 FONT = "Inter, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif"
 
 Layers = Sequence[tuple[str, int, int]]
@@ -79,6 +80,19 @@ def layer_labels(names: Sequence[str], width: int = MAX_LABEL) -> list[str]:
         kept = [part for part in split[:-1] if part not in shared] + split[-1:]
         labels.append(fit_label(".".join(kept), width))
     return labels
+
+
+def drop_common_prefix(names: Sequence[str]) -> list[str]:
+    """Names without the dotted prefix they all share (``layer4.0.conv1 #3``, ``layer4.0.conv2 #7`` ->
+    ``…conv1 #3``, ``…conv2 #7``), so a narrow column shows what tells them apart."""
+    if len(names) < 2:
+        return list(names)
+    prefix = names[0]
+    for name in names[1:]:
+        while not name.startswith(prefix):
+            prefix = prefix[:-1]
+    cut = prefix.rfind(".") + 1  # only whole dotted parts
+    return [f"…{n[cut:]}" if cut else n for n in names]
 
 
 MAX_MARKERS = 5000
@@ -173,13 +187,19 @@ def filter_hover_names(layers: Layers, ids: np.ndarray) -> list[str]:
             for o, i in zip(owners.tolist(), np.asarray(ids).tolist())]
 
 
-def _profile_line(values: np.ndarray, layers: Layers, by_layer: bool = False, **trace) -> go.Scatter:
-    """One profile as a line (decimated when long), every point's hover naming its layer and channel;
-    ``by_layer``: x as in layer_depth_x, else the filter index."""
+def layer_rank_names(layers: Layers, ids: np.ndarray) -> list[str]:
+    """``layer, rank r in the layer`` for positions of a profile sorted within each layer (Figure 2)."""
+    return [name.split(" #")[0] + f", rank {int(name.split(' #')[1]) + 1} in the layer" if " #" in name else name
+            for name in filter_hover_names(layers, ids)]
+
+
+def _profile_line(values: np.ndarray, layers: Layers, by_layer: bool = False, hover=filter_hover_names,
+                  **trace) -> go.Scatter:
+    """One profile as a line (decimated when long), every point's hover text from ``hover`` (by default its
+    layer and channel); ``by_layer``: x as in layer_depth_x, else the filter index."""
     shown = decimate(values, layers)
     x = layer_depth_x(layers, len(values))[shown] if by_layer else shown
-    return go.Scatter(x=x, y=np.asarray(values, dtype=float)[shown], text=filter_hover_names(layers, shown),
-                      **trace)
+    return go.Scatter(x=x, y=np.asarray(values, dtype=float)[shown], text=hover(layers, shown), **trace)
 
 
 def _layer_bands(fig: go.Figure, layers: Layers, max_ticks: int = 14) -> None:
@@ -251,12 +271,13 @@ def sort_within_layers(values: np.ndarray, layers: Layers) -> np.ndarray:
 def average_profiles_figure(mean_correct: np.ndarray, mean_wrong: np.ndarray, layers: Layers,
                             by_layer: bool = True) -> go.Figure:
     """Figure 2: average standardized profiles of correctly vs wrongly classified samples, each layer's
-    filters sorted; ``by_layer``: every layer the same width (else one x step per filter)."""
+    filters sorted (so a point is a rank within its layer, not a channel); ``by_layer``: every layer the
+    same width (else one x step per filter)."""
     fig = go.Figure()
     for values, name, colour in ((mean_correct, "correct", CORRECT), (mean_wrong, "misclassified", WRONG)):
-        fig.add_trace(_profile_line(sort_within_layers(values, layers), layers, by_layer, mode="lines", name=name,
-                                    line=dict(color=colour, width=1.4),
-                                    hovertemplate=f"{name}<br>z = %{{y:.2f}}<br>%{{text}} (sorted)<extra></extra>"))
+        fig.add_trace(_profile_line(sort_within_layers(values, layers), layers, by_layer, hover=layer_rank_names,
+                                    mode="lines", name=name, line=dict(color=colour, width=1.4),
+                                    hovertemplate=f"{name}<br>%{{text}}<br>mean z = %{{y:.2f}}<extra></extra>"))
     fig.update_yaxes(title="mean standardized saliency", zeroline=True, zerolinecolor="#cbd2d9", gridcolor="#f0f2f5")
     _base_layout(fig, 380, legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     _filter_axis(fig, layers, by_layer)
@@ -284,24 +305,40 @@ def filter_label(item: dict) -> str:
     return f"{short_layer(str(item['layer']))} #{item['channel']}"
 
 
-def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) -> go.Figure:
-    """Most salient filters first, as horizontal bars of their z-score; pruned/selected ones are dark.
-    ``customdata`` is the global filter id, used when a bar is clicked."""
+def filter_name(layers: Layers, filter_id: int) -> str:
+    """``layer4.0.conv1 #19``: the one name a filter has on every view (its global index is secondary)."""
+    for name, start, stop in layers:
+        if start <= filter_id < stop:
+            return f"{short_layer(name)} #{filter_id - start}"
+    return f"filter {filter_id}"
+
+
+def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = (), layers: Layers = (),
+                       chosen: int | None = None) -> go.Figure:
+    """Most salient filters first, as horizontal bars of their z-score; pruned ones are red, the ``chosen``
+    one (whose samples are shown) outlined. A z at or below 0 is no more salient than usual, so such bars are
+    grey and the chart says so. ``customdata`` is the global filter id, used when a bar is clicked."""
     if not filters:
         return empty_figure("no filters")
-    chosen = set(int(s) for s in selected)
+    off = set(int(s) for s in selected)
     full = [filter_label(f) for f in filters]
     labels = [fit_label(label) for label in full]
     if len(set(labels)) < len(labels):  # shortening made two bars alike: they would be drawn as one
         labels = full
-    colours = [WRONG if int(f["filter"]) in chosen else ACCENT for f in filters]
+    z = [float(f["z"]) for f in filters]
+    colours = [WRONG if int(f["filter"]) in off else (ACCENT if v > 0 else MUTED) for f, v in zip(filters, z)]
+    outline = [3 if chosen is not None and int(f["filter"]) == int(chosen) else 0 for f in filters]
     fig = go.Figure(go.Bar(
-        x=[float(f["z"]) for f in filters], y=labels, orientation="h", marker_color=colours,
+        x=z, y=labels, orientation="h", marker=dict(color=colours, line=dict(color=INK, width=outline)),
         customdata=[int(f["filter"]) for f in filters], hovertext=full,
-        text=[f"{float(f['z']):.1f}" for f in filters], textposition="outside", cliponaxis=False,
-        hovertemplate="%{hovertext}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: other mistakes with it"
+        text=[f"{v:.1f}" for v in z], textposition="outside", cliponaxis=False,
+        hovertemplate="%{hovertext}<br>z = %{x:.2f}<br>filter id %{customdata}<br>click: where else it is salient"
                       "<extra></extra>",
     ))
+    if max(z) <= 0:
+        fig.add_annotation(text="no filter is more salient than usual (every z ≤ 0)", showarrow=False,
+                           xref="paper", yref="paper", x=0.02, y=1.0, yanchor="bottom", xanchor="left",
+                           font=dict(color=WRONG, size=12))
     fig.update_yaxes(autorange="reversed", showgrid=False)
     z = [float(f["z"]) for f in filters]
     low, high = min(0.0, min(z)), max(0.0, max(z))
@@ -309,20 +346,21 @@ def top_filters_figure(filters: Sequence[dict], selected: Sequence[int] = ()) ->
     fig.update_xaxes(title=dict(text="standardized saliency (z)", standoff=6), gridcolor="#f0f2f5",
                      zerolinecolor="#cbd2d9", range=[low - pad if low < 0 else 0.0, high + pad if high > 0 else 0.0])
     return _base_layout(fig, 60 + 21 * len(filters), bargap=0.25,
-                        margin=dict(l=text_px(labels), r=36, t=10, b=46))
+                        margin=dict(l=text_px(labels), r=36, t=24 if max(z) <= 0 else 10, b=46))
 
 
 def profile_figure(profile: np.ndarray, layers: Layers, marked: Sequence[int] = ()) -> go.Figure:
     """The full standardized profile of one sample in filter order, its top filters marked."""
     profile = np.asarray(profile, dtype=float)
     fig = go.Figure(_profile_line(profile, layers, mode="lines", line=dict(color=MUTED, width=1), name="profile",
-                                  hovertemplate="%{text}<br>filter %{x}<br>z = %{y:.2f}<extra></extra>"))
+                                  hovertemplate="%{text}<br>z = %{y:.2f}<br>filter id %{x}<extra></extra>"))
     marked = np.asarray([m for m in marked if 0 <= int(m) < len(profile)], dtype=int)
     if marked.size:
-        fig.add_trace(go.Scatter(x=marked, y=profile[marked], mode="markers", name="top filters",
+        names = [filter_name(layers, int(m)) for m in marked]
+        fig.add_trace(go.Scatter(x=marked, y=profile[marked], mode="markers", name="top filters", text=names,
                                    marker=dict(color=WRONG, size=8, line=dict(color="white", width=1)),
-                                   customdata=marked, text=filter_hover_names(layers, marked),
-                                   hovertemplate="%{text}<br>filter %{x}<br>z = %{y:.2f}<extra>top filter</extra>"))
+                                   customdata=marked,
+                                   hovertemplate="%{text}<br>z = %{y:.2f}<br>filter id %{x}<extra>top filter</extra>"))
     fig.update_yaxes(title="z", gridcolor="#f0f2f5", zerolinecolor="#cbd2d9")
     _base_layout(fig, 300, showlegend=False)
     _layer_bands(fig, layers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import dash
-from dash import Input, Output, dcc, html
+from dash import Input, Output, State, dcc, html, no_update
 from flask import Response, abort
 
 from app.client import BackendClient, BackendError, Subject
@@ -19,7 +19,9 @@ from app.pages import attach_client, experiments, gallery, not_found_404, overvi
 ASSETS = Path(__file__).resolve().parent.parent / "frontend_assets"
 NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload"), ("/experiments", "Experiments")]
 PAGES = (overview, gallery, sample, upload, experiments, not_found_404)
-LOCATION = "_pages_location"  # the Location of dash.page_container: only real navigation changes it
+LOCATION = "_pages_location"
+HEALTH_EVERY_MS = 5000  # how often the page asks whether the backend answers (faster while it does not)
+RETRY_EVERY_MS = 2000  # the Location of dash.page_container: only real navigation changes it
 
 
 def create_dash_app(backend_url: str, client: BackendClient | None = None) -> dash.Dash:
@@ -34,6 +36,7 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
         use_pages=True,
         pages_folder="",  # the pages register themselves below, with this app's client
     )
+    app.index_string = app.index_string.replace("<html>", '<html lang="en">', 1)
     attach_client(app.server, client)
     for page in PAGES:
         page.register(app, client)
@@ -41,6 +44,9 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
         [
             # the gallery's last filters, so "back to the mistakes" returns to the same selection
             dcc.Store(id="gallery-memory", storage_type="session"),
+            html.Div(id="backend-banner", className="banner is-hidden", role="status"),
+            dcc.Interval(id="backend-poll", interval=HEALTH_EVERY_MS),
+            dcc.Store(id="backend-down", data=False),
             html.Header(
                 [
                     dcc.Link([html.Span("PSS", className="brand-mark"), html.Span("Where do models go wrong?")],
@@ -62,13 +68,37 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
     # Pages write their controls into the URL through their own Location (refresh=False), which does not tell
     # the page container's: only real navigation (links, back/forward) re-renders a page, and back/forward
     # restores the state it leads to.
-    @app.callback(Output("header-model", "children"), Input(LOCATION, "pathname"))
-    def _model_badge(_):
+    @app.callback(Output("header-model", "children"), Input(LOCATION, "pathname"), Input("backend-down", "data"))
+    def _model_badge(_, down):
         try:
             info = client.info()
         except BackendError:
             return html.Span("backend offline", className="chip chip-wrong")
-        return html.Span(f"{info.get('model', '?')} · {info.get('dataset', '?')}", className="chip chip-muted")
+        label = f"{info.get('model', '?')} · {info.get('dataset', '?')}"
+        return html.Span(label, className="chip chip-muted", title=label)
+
+    @app.callback(Output("backend-down", "data"), Output("backend-poll", "interval"),
+                  Input("backend-poll", "n_intervals"), State("backend-down", "data"), prevent_initial_call=True)
+    def _poll(_, was_down):
+        try:
+            client.health()
+        except BackendError:
+            return True, RETRY_EVERY_MS
+        return (False if was_down else no_update), HEALTH_EVERY_MS
+
+    # one banner while the backend does not answer; when it answers again the page reloads (its URL holds
+    # its whole state), so every panel recovers without the user doing anything
+    app.clientside_callback(
+        """function(down) {
+            if (down) {
+                window.pssBackendWasDown = true;
+                return ['The analysis server is unreachable, retrying…', 'banner'];
+            }
+            if (window.pssBackendWasDown) { window.location.reload(); }
+            return ['', 'banner is-hidden'];
+        }""",
+        Output("backend-banner", "children"), Output("backend-banner", "className"), Input("backend-down", "data"),
+        prevent_initial_call=True)
 
     app.clientside_callback(
         """function(path) {

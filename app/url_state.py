@@ -55,7 +55,7 @@ class QueryState:
         """State -> ``?...`` (fields at their default left out, so plain links stay short); "" if empty."""
         query = {f.url_key: f.write(state[f.name]) for f in self.fields
                  if f.name in state and state[f.name] is not None and (f.always or state[f.name] != f.default)}
-        return f"?{urlencode(query, safe=':')}" if query else ""
+        return f"?{urlencode(query, safe=':,')}" if query else ""
 
 
 def integer(low: int | None = None, high: int | None = None) -> Callable[[str], int]:

@@ -10,6 +10,8 @@ missing=()
 for d in "${debs[@]}"; do
     dpkg -s "$d" >/dev/null 2>&1 || missing+=("$d")
 done
+# npm installs the browser tests' accessibility checker (package-lock.json); only fetched when missing
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
     sudo_cmd=""
     [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
@@ -46,4 +48,14 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     fi
     "$py" -m pip check
     echo "$want" >"$stamp"
+fi
+
+# axe-core, which the browser tests run inside Chromium, exactly as package-lock.json pins it; the stamp
+# skips `npm ci` while the lock is unchanged.
+npm_stamp=node_modules/.pss-lock.sha256
+npm_want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ "$(cat "$npm_stamp" 2>/dev/null)" != "$npm_want" ]; then
+    echo "Installing package-lock.json into node_modules"
+    npm ci --silent --no-audit --no-fund
+    echo "$npm_want" >"$npm_stamp"
 fi

@@ -13,7 +13,7 @@ import flask
 from dash import html
 
 from app.client import BackendClient, BackendError
-from app.components import alert
+from app.components import alert, page_heading
 
 CLIENT_KEY = "pss_backend_client"
 
@@ -32,8 +32,10 @@ def page(render):
         try:
             info = client.info()
         except BackendError as exc:
-            return html.Div([alert(f"The backend at {client.base_url} cannot answer: {exc.message}. "
-                                   "Start it with `pss serve --artifacts DIR`, then reload this page.")],
+            return html.Div([page_heading("The analysis server cannot answer"),
+                             alert(f"The analysis server cannot answer: {exc.message}. If you run it yourself, "
+                                   "start it with `pss serve --artifacts <your artifacts folder>`; this page "
+                                   "reloads by itself once it answers.")],
                             className="page")
         return render(client, info, **kwargs)
 

@@ -9,7 +9,7 @@ from dash.exceptions import PreventUpdate
 
 from app import experiment_figures as figs
 from app.client import BackendClient, BackendError
-from app.components import alert, card, class_name, error_alert
+from app.components import alert, card, class_name, error_alert, page_heading
 from app.pages import page
 
 PREFIX = "experiments"
@@ -101,6 +101,54 @@ def headline(name: str, doc: dict) -> str:
             f"(Grad-CAM: {cam[last]:.2f}; {n} samples).")
 
 
+def _ci(stat: dict, index: int | None = None) -> tuple[float, float] | None:
+    low, high = (stat[k] if index is None else stat[k][index] for k in ("low", "high"))
+    return None if low is None or high is None else (float(low), float(high))
+
+
+def _compare(a: dict, b: dict, index: int | None = None) -> str:
+    """"above", "below" or "overlap": where ``a``'s 95% interval lies against ``b``'s."""
+    first, second = _ci(a, index), _ci(b, index)
+    if first is None or second is None:
+        return "overlap"
+    return "above" if first[0] > second[1] else "below" if first[1] < second[0] else "overlap"
+
+
+def verdict(name: str, doc: dict) -> tuple[str, bool]:
+    """What the headline's numbers say, in words: (sentence, whether it supports the paper's claim). Only
+    intervals that do not overlap count as a difference."""
+    res = doc["results"]
+    if name in ("pruning", "perturbation", "finetuning"):
+        ns = res["n"]
+        key = "neighbors_corrected" if name == "finetuning" else "corrected_fraction"
+        i = (ns.index(25) if 25 in ns else len(ns) // 2) if name == "finetuning" else \
+            (ns.index(10) if 10 in ns else len(ns) // 2)
+        c = res["curves"]
+        if _compare(c["salient"][key], c["random"][key], i) == "above":
+            return "Supported: the most salient filters fix more mistakes than random ones.", True
+        return "Not shown here: the salient filters do no better than random ones (intervals overlap).", False
+    if name == "neighbors":
+        s = res["share"]
+        if _compare(s["saliency"], s["chance"]) == "above":
+            return "Supported: saliency-space neighbours share the confusion more often than chance.", True
+        return "Not shown here: saliency-space neighbours share the confusion no more than chance.", False
+    if name == "masking":
+        if _compare(res["salient"]["true_conf_change"], res["random"]["true_conf_change"]) == "above":
+            return "Supported: masking the salient pixels helps the true class more than random pixels.", True
+        return "Not shown here: masking salient pixels does no better than random pixels.", False
+    if name == "gradcam":
+        rho = _ci(res["spearman"])
+        if rho is not None and rho[0] > 0:
+            return "The input-space map agrees with Grad-CAM more than chance (positive rank correlation).", True
+        return "No agreement with Grad-CAM beyond chance.", False
+    rho = res["input_saliency_spearman"]
+    last = len(rho["mean"]) - 1
+    high = rho["high"][last] if rho.get("high") else rho["mean"][last]
+    if high is not None and high < 0.5:
+        return "Passed: randomizing the weights destroys the map, so it depends on what the model learned.", True
+    return "Not passed: the map survives randomized weights, so it may reflect the image more than the model.", False
+
+
 def explorer(doc: dict, names) -> html.Div:
     """The mistake explorer: samples that masking their salient pixels pushes towards the true class."""
     items = doc["results"].get("explorer", [])
@@ -120,17 +168,21 @@ def explorer(doc: dict, names) -> html.Div:
     ])
 
 
-def section(name: str, item: dict, doc: dict | None, names, error: BackendError | None = None) -> html.Div:
+def section(name: str, item: dict, doc: dict | None, names, error: BackendError | None = None,
+            command: str = "pss experiments --artifacts DIR") -> html.Div:
     title = f"{item['title']} (paper {item['paper']})"
     run = html.Button("Run (quick)", id={"type": f"{PREFIX}-run", "name": name}, className="btn btn-small",
                       title=f"run the {name} experiment on a seeded subset of the mistakes, in the background")
     if error is not None:
         body = [error_alert(error, f"the {name} results")]
     elif doc is None:
-        body = [alert(f"No results yet: press Run, or run `pss experiments --artifacts DIR --which {name}`.", "info")]
+        body = [html.P(["Not run yet: ", html.Code(f"{command} --which {name}")], className="hint")]
     else:
         figure = figs.gradcam_figure(doc, names) if name == "gradcam" else figs.FIGURES[name](doc)
-        body = [html.P(headline(name, doc), className="exp-headline"),
+        sentence, supported = verdict(name, doc)
+        body = [html.P(sentence, className=f"exp-verdict {'verdict-yes' if supported else 'verdict-no'}",
+                       id=f"{PREFIX}-{name}-verdict"),
+                html.P(headline(name, doc), className="exp-headline"),
                 dcc.Graph(figure=figure, id=f"{PREFIX}-{name}-graph", config={"displaylogo": False}),
                 html.P(["Measured with ", html.Code(doc["command"]), f" in {doc['seconds']:.0f} s."],
                        className="hint")]
@@ -148,7 +200,8 @@ def sections(client: BackendClient, listing: dict, names) -> list:
                 doc = client.experiments(item["name"])
             except BackendError as exc:
                 error = exc
-        out.append(section(item["name"], item, doc, names, error))
+        out.append(section(item["name"], item, doc, names, error,
+                           listing.get("command", "pss experiments --artifacts DIR")))
     return out
 
 
@@ -193,47 +246,24 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     try:
         listing = client.experiments()
     except BackendError as exc:
-        return html.Div([error_alert(exc, "the experiments")], className="page")
+        return html.Div([page_heading("Validation experiments"), error_alert(exc, "the experiments")], className="page")
+    command = listing.get("command", "pss experiments --artifacts DIR")
     job = running_job(client)
     intro = html.P("The paper's checks that parameter saliency is meaningful, run on this model's misclassified "
                    "samples. Bands and brackets are 95% bootstrap confidence intervals.", className="hint")
+    empty = []
+    if not any(item["available"] for item in listing["experiments"]):
+        empty = [card("No experiment has been run on this model yet",
+                      html.P(["Press ", html.Strong("Run all, quick"), " (a seeded subset, minutes), or run all of "
+                              "them in full with ", html.Code(command), " (one with ", html.Code("--which NAME"),
+                              ")."]), id=f"{PREFIX}-empty")]
     return html.Div([
+        page_heading("Validation experiments"),
         dcc.Store(id=JOB, data=job["id"] if job else None),
         dcc.Store(id=STAMPS, data=stamps(listing)),
         dcc.Interval(id=POLL, interval=POLL_MS, disabled=job is None),
-        intro, run_bar(job), html.Div(sections(client, listing, names), id=SECTIONS),
+        intro, *empty, run_bar(job), html.Div(sections(client, listing, names), id=SECTIONS),
     ], className=f"page page-{PREFIX}")
-
-
-def start_or_cancel(client: BackendClient, trigger, job_id: str | None):
-    """(job id, status): a Run button starts a quick run (refused while one runs), Cancel cancels it."""
-    try:
-        if trigger == CANCEL:
-            if job_id:
-                client.cancel_job(job_id)
-            return job_id, "cancelling ..."
-        name = "all" if trigger == RUN_ALL else trigger["name"]
-        job = client.run_experiment(name, quick=True)
-    except BackendError as exc:
-        return job_id, f"could not start: {exc.message}"
-    return job["id"], status_text(job)
-
-
-def poll(client: BackendClient, job_id: str | None, known: dict):
-    """(progress, progress style, status, polling off, cancel disabled, sections or no_update, stamps)."""
-    try:
-        job = client.job(job_id) if job_id else None
-        listing = client.experiments()
-    except BackendError as exc:
-        return no_update, no_update, f"lost the run: {exc.message}", True, True, no_update, no_update
-    running = job is not None and job["state"] == "running"
-    fresh = stamps(listing)
-    redraw = no_update
-    if fresh != known:
-        names = list(client.info().get("classes", []))
-        redraw = sections(client, listing, names)
-    return (job["progress"] if job else 0, {} if running else {"display": "none"}, status_text(job),
-            not running, not running, redraw, fresh)
 
 
 def register(app, client: BackendClient) -> None:

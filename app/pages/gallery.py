@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 
 import dash
-from dash import Input, Output, State, ctx, dcc, html
+from dash import Input, Output, State, dcc, html
 
 from app.client import BackendClient, BackendError, Subject
-from app.components import alert, card, error_alert, thumbnail
+from app.components import alert, card, error_alert, lone_trigger, thumbnail
 from app.pages import page
 from app.url_state import Field, QueryState, choice, integer, number
 
@@ -18,20 +18,26 @@ PAGE_SIZE = 40
 SHOW_OPTIONS = [("mistakes", "Mistakes"), ("all", "All samples"), ("correct", "Correct")]
 
 
+TITLES = {"mistakes": "Mistake gallery", "all": "All samples", "correct": "Correctly classified samples"}
 STATE = QueryState(
     Field("true_class", None, integer(), key="true"),
     Field("pred_class", None, integer(), key="pred"),
     Field("show", None, choice([v for v, _ in SHOW_OPTIONS])),
     Field("min_conf", 0.0, number(0.0, 1.0), write=lambda v: round(v, 2)),
     Field("max_conf", 1.0, number(0.0, 1.0), write=lambda v: round(v, 2)),
-    Field("page", 0, integer(0)),
+    # ?p= counts pages from 1, as the label does; ?page= (from 0) is what older links say, still read
+    Field("page_number", None, integer(1), key="p"),
+    Field("legacy_page", 0, integer(0), key="page"),
 )
+FILTER_KEYS = ("true_class", "pred_class", "show", "min_conf", "max_conf")
 
 
 def parse_query(query) -> dict:
     """The gallery's URL query -> its filter state, invalid values dropped. A link to one class as both true and
     predicted (a diagonal cell of the confusion matrix) shows the correct samples unless it says otherwise."""
     state = STATE.parse(query)
+    number, legacy = state.pop("page_number"), state.pop("legacy_page")
+    state["page"] = legacy if number is None else number - 1
     if state["show"] is None:
         diagonal = state["true_class"] is not None and state["true_class"] == state["pred_class"]
         state["show"] = "correct" if diagonal else "mistakes"
@@ -41,7 +47,13 @@ def parse_query(query) -> dict:
 
 def build_query(state: dict) -> str:
     """Filter state -> URL query (defaults left out, so plain links stay short)."""
-    return STATE.build({**state, "show": None if state["show"] == "mistakes" else state["show"]})
+    return STATE.build({**state, "show": None if state["show"] == "mistakes" else state["show"],
+                        "page_number": state["page"] + 1 if state["page"] else None})
+
+
+def filter_key(state: dict) -> list:
+    """What selects the samples (everything but the page): a change of it starts again from the first page."""
+    return [state[k] if k not in ("min_conf", "max_conf") else round(float(state[k]), 4) for k in FILTER_KEYS]
 
 
 @page
@@ -69,23 +81,28 @@ def layout(client: BackendClient, info: dict, **query) -> html.Div:
         ],
         className="controls-row",
     )
-    pager = html.Div(
-        [
-            html.Button("‹ Prev", id=f"{PREFIX}-prev", className="btn", n_clicks=0),
-            html.Span(id=f"{PREFIX}-page-label", className="page-label"),
-            html.Button("Next ›", id=f"{PREFIX}-next", className="btn", n_clicks=0),
-        ],
-        className="pager",
-    )
     return html.Div(
         [
             dcc.Location(id=f"{PREFIX}-location", refresh=False),
-            dcc.Store(id=f"{PREFIX}-page", data=state["page"]),
-            card("Mistake gallery", controls, extra=pager),
+            dcc.Store(id=f"{PREFIX}-page", data={"page": state["page"], "filters": filter_key(state)}),
+            card(html.Span(TITLES[state["show"]], id=f"{PREFIX}-title"), controls, extra=pager(""), level=1),
             dcc.Loading(html.Div(id=f"{PREFIX}-results", className="gallery-results"), type="dot",
                         delay_show=150),
+            html.Div(pager("-bottom"), className="pager-bottom"),
         ],
         className="page page-gallery",
+    )
+
+
+def pager(suffix: str) -> html.Nav:
+    """Prev, the page label and Next; the gallery has one pair above the grid and one below."""
+    return html.Nav(
+        [
+            html.Button("‹ Prev", id=f"{PREFIX}-prev{suffix}", className="btn", n_clicks=0, title="previous page"),
+            html.Span(id=f"{PREFIX}-page-label{suffix}", className="page-label", **{"aria-live": "polite"}),
+            html.Button("Next ›", id=f"{PREFIX}-next{suffix}", className="btn", n_clicks=0, title="next page"),
+        ],
+        className="pager", **{"aria-label": f"pages{' (bottom)' if suffix else ''}"},
     )
 
 
@@ -152,11 +169,18 @@ def render_results(client: BackendClient, state: dict) -> tuple:
 def register(app, client: BackendClient) -> None:
     dash.register_page(__name__, path="/mistakes", layout=layout)
 
+    buttons = {f"{PREFIX}-{name}{suffix}": step for name, step in (("prev", -1), ("next", 1))
+               for suffix in ("", "-bottom")}
+
     @app.callback(
         Output(f"{PREFIX}-results", "children"),
         Output(f"{PREFIX}-page-label", "children"),
+        Output(f"{PREFIX}-page-label-bottom", "children"),
         Output(f"{PREFIX}-prev", "disabled"),
+        Output(f"{PREFIX}-prev-bottom", "disabled"),
         Output(f"{PREFIX}-next", "disabled"),
+        Output(f"{PREFIX}-next-bottom", "disabled"),
+        Output(f"{PREFIX}-title", "children"),
         Output(f"{PREFIX}-page", "data"),
         Output(f"{PREFIX}-location", "search"),
         Output("gallery-memory", "data"),
@@ -164,21 +188,26 @@ def register(app, client: BackendClient) -> None:
         Input(f"{PREFIX}-pred", "value"),
         Input(f"{PREFIX}-conf", "value"),
         Input(f"{PREFIX}-show", "value"),
-        Input(f"{PREFIX}-prev", "n_clicks"),
-        Input(f"{PREFIX}-next", "n_clicks"),
+        *(Input(button, "n_clicks") for button in buttons),
         State(f"{PREFIX}-page", "data"),
     )
-    def _update(true_class, pred_class, conf, show, _prev, _next, page):
-        trigger = ctx.triggered_id
-        if trigger == f"{PREFIX}-prev":
-            page = max(0, (page or 0) - 1)
-        elif trigger == f"{PREFIX}-next":
-            page = (page or 0) + 1
-        elif trigger is not None:
-            page = 0  # a new filter starts from the first page
+    def _update(true_class, pred_class, conf, show, *clicks_and_memory):
         low, high = conf or [0.0, 1.0]
         state = {"true_class": true_class, "pred_class": pred_class, "min_conf": low, "max_conf": high,
-                 "show": show or "mistakes", "page": page or 0}
+                 "show": show or "mistakes"}
+        state["page"] = next_page(clicks_and_memory[-1], filter_key(state), lone_trigger(), buttons)
         grid, label, no_prev, no_next, page = render_results(client, state)
         search = build_query({**state, "page": page})
-        return grid, label, no_prev, no_next, page, search, search
+        return (grid, label, label, no_prev, no_prev, no_next, no_next, TITLES[state["show"]],
+                {"page": page, "filters": filter_key(state)}, search, search)
+
+
+def next_page(memory: dict | None, filters: list, trigger: str | None, buttons: dict[str, int]) -> int:
+    """The page to show. A Prev/Next press counts only as the one input that changed (``lone_trigger``), and
+    only a filter that really differs from the page's last one starts again from the first page; otherwise
+    the page stays (the URL's)."""
+    memory = memory or {"page": 0, "filters": None}
+    page = int(memory.get("page") or 0)
+    if trigger in buttons:
+        return max(0, page + buttons[trigger])
+    return page if memory.get("filters") == filters else 0

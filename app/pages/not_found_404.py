@@ -5,11 +5,12 @@ from __future__ import annotations
 import dash
 from dash import dcc, html
 
-from app.components import alert
+from app.components import alert, page_heading
 
 
 def not_found(pathname: str | None) -> html.Div:
-    return html.Div([alert(f"No page at {pathname}.", "warn"), dcc.Link("Go to the overview", href="/")],
+    return html.Div([page_heading("Page not found"), alert(f"No page at {pathname}.", "warn"),
+                     dcc.Link("Go to the overview", href="/")],
                     className="page")
 
 

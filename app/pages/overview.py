@@ -11,7 +11,7 @@ from dash import Input, Output, dcc, html, no_update
 
 from app import figures
 from app.client import BackendClient, BackendError
-from app.components import alert, card, class_name, error_alert
+from app.components import alert, card, class_name, error_alert, page_heading
 from app.pages import page
 
 PREFIX = "overview"
@@ -32,6 +32,7 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     ]
     return html.Div(
         [
+            page_heading("Overview: where the model goes wrong"),
             dcc.Location(id=f"{PREFIX}-nav", refresh="callback-nav"),
             dcc.Store(id=f"{PREFIX}-load", data=0),
             html.Div([html.Div([html.Div(k, className="stat-key"), html.Div(v, className="stat-value", title=str(v))],
@@ -57,7 +58,10 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
                                               {"label": "one step per filter", "value": "filters"}])],
                      className="control"),
             card("Misclassified samples have different saliency profiles (paper, Figure 2)",
-                 dcc.Loading(html.Div(id=f"{PREFIX}-fig2-box"), type="dot")),
+                 dcc.Loading(html.Div(id=f"{PREFIX}-fig2-box"), type="dot"),
+                 html.P("As in the paper, the filters of each layer are sorted by their mean z, highest first, which "
+                        "draws the saw-tooth: along x is a filter's rank within its layer, not a fixed filter.",
+                        className="hint", id=f"{PREFIX}-fig2-note")),
             card("Raw gradient magnitudes differ by layer, hence the standardization (paper, Figure 1)",
                  dcc.Loading(html.Div(id=f"{PREFIX}-fig1-box"), type="dot")),
         ],
@@ -78,6 +82,21 @@ def gallery_href(true_class: int | None, pred_class: int | None) -> str:
     return "/mistakes" + (f"?{urlencode(query)}" if query else "")
 
 
+def confusion_table(confusion: np.ndarray, names) -> html.Details:
+    """The matrix as a table (its text alternative): every count links to its samples, so the keyboard
+    reaches every cell."""
+    n = len(confusion)
+    header = html.Tr([html.Th("true ↓ / predicted →", scope="col")]
+                     + [html.Th(class_name(names, p), scope="col") for p in range(n)])
+    rows = [html.Tr([html.Th(class_name(names, t), scope="row")]
+                    + [html.Td(dcc.Link(f"{int(confusion[t, p]):,}", href=gallery_href(t, p),
+                                        title=f"true {class_name(names, t)}, predicted {class_name(names, p)}"))
+                       for p in range(n)]) for t in range(n)]
+    return html.Details([html.Summary("the matrix as a table (keyboard: every count opens its samples)"),
+                         html.Table([html.Thead(header), html.Tbody(rows)], className="flip-table",
+                                    id=f"{PREFIX}-confusion-table")], className="table-details")
+
+
 def render(client: BackendClient, by_layer: bool = True) -> tuple:
     """Everything the overview shows, or a message in each place when the backend fails; ``by_layer``: the
     figures give every layer the same width."""
@@ -90,8 +109,9 @@ def render(client: BackendClient, by_layer: bool = True) -> tuple:
     names = list(info.get("classes", []))
     layers = figures.parse_layers(info.get("layers"))
     confusion = np.asarray(summary["confusion"])
-    conf_graph = dcc.Graph(id=f"{PREFIX}-confusion", figure=figures.confusion_figure(confusion, names),
-                           config={"displayModeBar": False}, className="clickable-graph")
+    conf_graph = html.Div([dcc.Graph(id=f"{PREFIX}-confusion", figure=figures.confusion_figure(confusion, names),
+                                     config={"displayModeBar": False}, className="clickable-graph"),
+                           confusion_table(confusion, names)])
     rows = [
         dcc.Link([html.Span(class_name(names, t), className="conf-true"), html.Span(" → ", className="arrow"),
                   html.Span(class_name(names, p), className="conf-pred"), html.Span(f"{c:,}", className="conf-count")],

@@ -10,7 +10,7 @@ import dash
 from dash import Input, Output, State, dcc, html, no_update
 
 from app.client import BackendClient, BackendError
-from app.components import alert, card
+from app.components import alert, card, page_heading
 from app.pages import page
 
 PREFIX = "upload"
@@ -22,6 +22,7 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     names = list(info.get("classes", []))
     return html.Div(
         [
+            page_heading("Upload an image"),
             dcc.Location(id=f"{PREFIX}-nav", refresh="callback-nav"),
             card(
                 "Analyse your own image",
@@ -42,7 +43,9 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
                 dcc.Upload(
                     id=f"{PREFIX}-drop",
                     children=html.Div([html.Div("⇪", className="drop-icon"),
-                                       html.Div(["Drag and drop an image here, or ", html.A("choose a file")])]),
+                                       html.Div(["Drag and drop an image here, or ",
+                                                 html.Button("choose a file", type="button", id=f"{PREFIX}-choose",
+                                                             className="link-button")])]),
                     className="dropzone",
                     className_active="dropzone dropzone-active",
                     multiple=False,

@@ -90,7 +90,7 @@ def test_unreachable_backend():
     client = BackendClient(f"http://127.0.0.1:{port}")
     with pytest.raises(BackendError) as err:
         client.health()
-    assert err.value.status is None and "cannot reach" in err.value.message
+    assert err.value.status is None and "cannot reach" in err.value.message and "retries" in err.value.message
 
 
 def test_timeout(fake):

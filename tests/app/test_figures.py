@@ -35,9 +35,12 @@ def test_average_profiles_figure_sorts_each_curve():
     correct = np.array([0.0, 1.0, -1.0, 0.5, 0.2, 0.1, 0.3])
     wrong = -correct
     fig = figures.average_profiles_figure(correct, wrong, LAYERS)
-    assert [t.name for t in fig.data] == ["correct", "misclassified"]
-    assert list(fig.data[0].y) == figures.sort_within_layers(correct, LAYERS).tolist()
-    assert list(fig.data[1].y) == figures.sort_within_layers(wrong, LAYERS).tolist()
+    assert [t.name for t in fig.data] == ["correct", "correct", "misclassified", "misclassified"]
+    assert [t.showlegend for t in fig.data] == [True, False, True, False]
+    assert [t.meta[0] for t in fig.data] == ["conv1", "layer1.conv"] * 2  # the hover names the layer
+    joined = lambda a, b: list(a.y) + list(b.y)  # noqa: E731
+    assert joined(*fig.data[:2]) == figures.sort_within_layers(correct, LAYERS).tolist()
+    assert joined(*fig.data[2:]) == figures.sort_within_layers(wrong, LAYERS).tolist()
     assert list(fig.layout.xaxis.ticktext) == ["conv1", "layer1.conv"]
 
 
@@ -60,8 +63,29 @@ def test_top_filters_figure_marks_selected():
 def test_profile_figure_marks_top_filters():
     z = np.arange(7, dtype=float)
     fig = figures.profile_figure(z, LAYERS, marked=[6, 2, 99])
-    line, marks = fig.data
+    *per_layer, marks = fig.data
     assert list(marks.x) == [6, 2] and list(marks.y) == [6.0, 2.0]
+    assert list(marks.text) == ["layer1.conv #3", "conv1 #2"]  # one name for a filter everywhere
+    # a trace per layer: the hover's point number within it is the channel
+    assert [t.meta[0] for t in per_layer] == ["conv1", "layer1.conv"]
+    assert [list(t.x) for t in per_layer] == [[0, 1, 2], [3, 4, 5, 6]]
+
+
+def test_negative_z_is_not_drawn_as_salient():
+    filters = [{"filter": 1, "layer": "a", "channel": 0, "z": -0.2}, {"filter": 2, "layer": "a", "channel": 1, "z": -0.3}]
+    fig = figures.top_filters_figure(filters)
+    assert set(fig.data[0].marker.color) == {figures.MUTED}
+    assert "no filter is more salient than usual" in fig.layout.annotations[0].text
+    mixed = figures.top_filters_figure([{**filters[0], "z": 2.0}, filters[1]], chosen=2)
+    assert list(mixed.data[0].marker.color) == [figures.ACCENT, figures.MUTED] and not mixed.layout.annotations
+    assert list(mixed.data[0].marker.line.width) == [0, 3]
+
+
+def test_common_prefix_is_dropped_at_dots_only():
+    names = ["layer4.0.conv1 #3", "layer4.0.conv2 #7", "layer4.0.shortcut.0 #1"]
+    assert figures.drop_common_prefix(names) == ["…conv1 #3", "…conv2 #7", "…shortcut.0 #1"]
+    assert figures.drop_common_prefix(["conv1 #0", "layer1.conv #2"]) == ["conv1 #0", "layer1.conv #2"]
+    assert figures.drop_common_prefix(["a.b #1"]) == ["a.b #1"]
 
 
 def test_probability_figure_keeps_true_class():

@@ -64,7 +64,8 @@ def test_backend_down_is_a_message():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     page = json.dumps(route(create_dash_app(f"http://127.0.0.1:{port}").server.test_client(), "/"))
-    assert "cannot answer" in page and "pss serve" in page
+    assert "cannot answer" in page and "pss serve" in page and "reloads by itself" in page
+    assert "127.0.0.1" not in page and "ConnectError" not in page  # no internal address or exception names
 
 
 def test_media_proxy(fake):

@@ -9,6 +9,7 @@ page is a link that can be shared.
 from __future__ import annotations
 
 import importlib
+import json
 
 import dash
 from dash import Input, Output, State, dcc, html
@@ -17,7 +18,7 @@ from app.client import BackendClient, BackendError, Subject
 from app.components import ITEM_ID, alert, class_name, error_alert, verdict_class
 from app.pages import page
 from app.pages.not_found_404 import not_found
-from app.pages.sample import input_map, neighbours, pruning
+from app.pages.sample import filter_search, input_map, neighbours, pruning
 from app.pages.sample.view import BOOSTS, STATE, TOP_FILTERS, View, layer_span, sid
 
 # the page's cards (modules of this package), top to bottom; cards that share a tuple sit side by side
@@ -58,12 +59,15 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
         return html.Div([html.Div([back], className="page-title"), missing_message(exc, subject)], className="page")
     # the map is the slowest view: start it now, while the browser draws the page that will ask for it
     client.prefetch_input_saliency(subject, state["top_k"], state["boost"])
+    calls = [lambda: client.filters(subject, top=TOP_FILTERS), lambda: client.profile(subject),
+             lambda: typicality_notice(client, subject) if kind == "uploads" else None,
+             lambda: None if state["filter"] is None else
+             filter_search.samples_with_filter(client, subject, state["filter"])]
     try:
-        filters, profile_data = client.parallel(lambda: client.filters(subject, top=TOP_FILTERS),
-                                                lambda: client.profile(subject))
-        view = View(subject, info, detail, state, filters, profile_data)
+        filters, profile_data, notice, answer = client.parallel(*calls)
+        view = View(subject, info, detail, state, filters, profile_data, filter_answer=answer)
     except BackendError as exc:
-        view = View(subject, info, detail, state, None, None, load_error=exc.message)
+        view, notice = View(subject, info, detail, state, None, None, load_error=exc.message), None
     rows = [html.Div([card.layout(view) for card in row], className="row") if len(row) > 1 else row[0].layout(view)
             for row in CARDS]
     return html.Div(
@@ -73,10 +77,28 @@ def layout(client: BackendClient, info: dict, kind: str, item_id: str, query) ->
             dcc.Store(id=sid("filters"), data=view.filters),
             html.Div([back, html.Div(header(detail, view.class_names, subject), id=sid("header"),
                                      className="sample-header")], className="page-title"),
+            notice,
             *rows,
         ],
         className="page page-sample",
     )
+
+
+UNTYPICAL_PERCENTILE = 1.0  # below this percentile of the dataset's own similarity an upload counts as unlike it
+
+
+def typicality_notice(client: BackendClient, subject: Subject):
+    """A warning when an upload is unlike the dataset (None when it is not, or the backend cannot say)."""
+    try:
+        found = client.typicality(subject)
+    except BackendError:
+        return None
+    if found["percentile"] >= UNTYPICAL_PERCENTILE:
+        return None
+    return alert(f"This image is unlike the dataset the model was trained and measured on: its closest dataset "
+                 f"image in the model's feature space has cosine similarity {found['nn_similarity']:.2f}, lower "
+                 f"than for {100 - found['percentile']:.1f}% of the dataset's own images. The prediction, its "
+                 "confidence and the saliency views may mean little for it.", "warn")
 
 
 def missing_message(exc: BackendError, subject: Subject) -> html.Div:
@@ -96,7 +118,7 @@ def header(detail: dict, names, subject: Subject) -> list:
         verdict = html.Span("correct", className="chip chip-correct")
     else:
         verdict = html.Span("misclassified", className="chip chip-wrong")
-    parts = [html.H2(title), verdict]
+    parts = [html.H1(title), verdict]
     if label is not None:
         parts.append(html.Span(["true ", html.B(class_name(names, label))], className="chip"))
     parts.append(html.Span(["predicted ", html.B(class_name(names, pred)), f" ({confidence:.0%})"],
@@ -107,9 +129,15 @@ def header(detail: dict, names, subject: Subject) -> list:
 
 
 def url_search(controls: dict, num_layers: int, target: int | None = None) -> str:
-    """The controls' values (and the explained class) -> the page's URL query."""
+    """The controls' values (and the explained class) -> the page's URL query: the exact filters switched off
+    when they were ticked by hand, the random draw's seed, and the filter whose other mistakes are shown."""
+    pruned = json.loads(controls.get("pruned") or "{}")
+    selected = controls.get("selected")
     return STATE.build({
         "target": target,
+        "off": tuple(pruned["filters"]) if pruned.get("hand") and pruned.get("filters") else None,
+        "seed": int(pruned.get("seed") or 0) if controls["prune_mode"] == "random" else 0,
+        "filter": int(selected) if selected else None,
         "top_k": controls["top_k"],
         "boost": BOOSTS[int(controls["boost_index"])],
         "layers": layer_span(controls["layers"], num_layers),
@@ -135,7 +163,8 @@ def register(app, client: BackendClient) -> None:
                   inputs={"top_k": Input(input_map.TOP_K, "value"), "boost_index": Input(input_map.BOOST, "value"),
                           "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
                           "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
-                          "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value")},
+                          "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value"),
+                          "pruned": Input(pruning.PRUNED, "value"), "selected": Input(filter_search.SELECTED, "value")},
                   state={"subject": State(sid("subject"), "data")}, prevent_initial_call=True)
     def _url(subject, **controls):
         return url_search(controls, len(client.info().get("layers", [])), subject.get("target"))

@@ -24,7 +24,11 @@ def layout(view: View):
                              html.Figcaption("input")]),
                 html.Figure([dcc.Loading(html.Div(id=sid("overlay"), className="big-img-box"), type="circle",
                                          delay_show=150),
-                             html.Figcaption("pixels that drive the salient filters")]),
+                             html.Figcaption(["pixels that drive the salient filters",
+                                              html.Div([html.Span("low"), html.Span(className="colour-scale-bar"),
+                                                        html.Span("high")], className="colour-scale",
+                                                       id=sid("colour-scale"),
+                                                       title="saliency of each pixel, scaled per image")])]),
             ],
             className="image-pair",
         ),
@@ -38,7 +42,11 @@ def layout(view: View):
                           dcc.Slider(id=BOOST, min=0, max=len(BOOSTS) - 1, step=1,
                                      value=BOOSTS.index(view.state["boost"]),
                                      marks={i: str(b) for i, b in enumerate(BOOSTS)}, updatemode="mouseup",
-                                     allow_direct_input=False)], className="control"),
+                                     allow_direct_input=False),
+                          html.P("At 1 nothing is boosted, so there is no map. Above 1 the factor only sets how far "
+                                 "the target profile is pushed: the map barely changes between 3 and 1000; top_k "
+                                 "is the control that matters.", className="hint", id=sid("boost-hint"))],
+                         className="control"),
             ],
             className="controls-stack",
         ),
@@ -51,6 +59,10 @@ def layout(view: View):
 
 def overlay(client: BackendClient, subject: Subject, top_k: int, boost_index: int):
     boost = BOOSTS[int(boost_index)] if boost_index is not None else 100
+    if boost <= 1:
+        # the boosted profile equals the profile: the gradient is numerical noise, not a map
+        return html.Div("No signal at boost 1: nothing is boosted. Choose a boost above 1.",
+                        className="no-signal", id=sid("no-signal"))
     try:
         png = client.input_saliency_png(subject, top_k=int(top_k or 10), boost=float(boost))
     except BackendError as exc:

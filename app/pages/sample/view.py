@@ -32,7 +32,15 @@ def nearest_boost(text: str) -> int:
     return min(BOOSTS, key=lambda b: abs(math.log(b) - math.log(boost)))
 
 
-# ?top_k=10&boost=100&layers=2:5&space=feature&mistakes=1&prune=3&mode=salient
+def id_list(text: str) -> tuple[int, ...]:
+    """``3,17,5`` -> the filter ids, in that order, without repeats (negative ids refused)."""
+    ids = tuple(dict.fromkeys(int(v) for v in text.split(",") if v.strip()))
+    if not ids or min(ids) < 0:
+        raise ValueError(text)
+    return ids
+
+
+# ?top_k=10&boost=100&layers=2:5&space=feature&mistakes=1&prune=3&mode=salient&off=3,9,17&seed=2&filter=9
 STATE = QueryState(
     Field("top_k", 10, integer(1, MAX_TOP_K), always=True),
     Field("boost", 100, nearest_boost),
@@ -42,6 +50,10 @@ STATE = QueryState(
     Field("prune_top_k", 0, integer(0, MAX_PRUNE), key="prune"),
     Field("prune_mode", "salient", choice(PRUNE_MODES), key="mode"),
     Field("target", None, integer(0)),  # explain against this class instead of the true label
+    # the exact filters switched off when they are not the top ``prune`` (ticked by hand)
+    Field("off", None, id_list, write=lambda ids: ",".join(str(i) for i in ids)),
+    Field("seed", 0, integer(0, 2**32 - 1)),  # which random draw ("draw again" counts it up)
+    Field("filter", None, integer(0)),  # the filter whose other mistakes are shown
 )
 
 
@@ -69,10 +81,16 @@ class View:
     filters: list[dict] | None  # the TOP_FILTERS most salient filters; None: they could not be loaded
     profile: dict | None
     load_error: str | None = None
+    filter_answer: object = None  # a link's ?filter=: the samples where that filter is most salient
 
     @property
     def layers(self) -> list[tuple[str, int, int]]:
         return figures.parse_layers(self.info.get("layers"))
+
+    @property
+    def z(self) -> list[float] | None:
+        """The full standardized profile (None: it could not be loaded)."""
+        return None if self.profile is None else self.profile["z"]
 
     @property
     def class_names(self) -> list[str]:

@@ -12,13 +12,33 @@ def _state(**changes) -> dict:
 
 def test_query_round_trip():
     state = _state(true_class=1, pred_class=2, show="all", min_conf=0.25, max_conf=0.9, page=3)
-    assert gallery.build_query(state) == "?true=1&pred=2&show=all&min_conf=0.25&max_conf=0.9&page=3"
+    assert gallery.build_query(state) == "?true=1&pred=2&show=all&min_conf=0.25&max_conf=0.9&p=4"
     assert gallery.parse_query(gallery.build_query(state)) == state
     assert gallery.build_query(_state()) == ""
 
 
+def test_page_numbers_count_from_one_and_old_links_still_open_their_page():
+    assert gallery.parse_query("?p=3")["page"] == 2
+    assert gallery.parse_query("?page=2")["page"] == 2  # links written before ?p= counted from 0
+    assert gallery.parse_query("?p=1&page=7")["page"] == 0  # the new key wins
+
+
+def test_only_a_lone_button_press_or_a_real_filter_change_moves_the_page():
+    buttons = {"gallery-prev": -1, "gallery-next": 1, "gallery-prev-bottom": -1, "gallery-next-bottom": 1}
+    filters = gallery.filter_key(_state())
+    memory = {"page": 3, "filters": filters}
+    # the router inserting the page: several inputs "changed", so no lone trigger
+    assert gallery.next_page(memory, filters, None, buttons) == 3
+    assert gallery.next_page(memory, filters, "gallery-next-bottom", buttons) == 4
+    assert gallery.next_page(memory, filters, "gallery-prev", buttons) == 2
+    assert gallery.next_page({"page": 0, "filters": filters}, filters, "gallery-prev", buttons) == 0
+    changed = gallery.filter_key(_state(true_class=2))
+    assert gallery.next_page(memory, changed, "gallery-true", buttons) == 0
+    assert gallery.next_page(memory, filters, "gallery-true", buttons) == 3  # the same value again
+
+
 def test_bad_query_values_fall_back():
-    state = gallery.parse_query("?true=x&show=nope&min_conf=2&page=-4")
+    state = gallery.parse_query("?true=x&show=nope&min_conf=2&page=-4&p=0")
     assert state == _state(min_conf=1.0, max_conf=1.0)
     assert gallery.parse_query("?true=2&pred=2")["show"] == "correct"
     assert gallery.parse_query({"true": "2", "pred": ["1", "2"]})["pred_class"] == 1  # Dash's split query

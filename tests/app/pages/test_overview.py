@@ -19,8 +19,10 @@ def test_render_gives_messages_on_backend_failure(client, fake):
 
 def test_render_draws_everything(client, fake):
     confusion, top, fig2, fig1 = overview.render(client)
-    assert confusion.figure.data[1].z[0][1] == fake.summary()["confusion"][0][1]
-    assert [t.name for t in fig2.figure.data] == ["correct", "misclassified"]
+    graph, table = confusion.children
+    assert graph.figure.data[1].z[0][1] == fake.summary()["confusion"][0][1]
+    assert "/mistakes?true=0&pred=1" in str(table)  # every cell is also a link in the table
+    assert {t.name for t in fig2.figure.data} == {"correct", "misclassified"}
     assert len(fig1.figure.data[0].y) == 12
     assert "/mistakes?true=" in str(top)
 

@@ -1,10 +1,12 @@
 """Sample-view callbacks as functions: deep-link parsing, pruning modes, neighbours, filter search."""
 
+import json
+
 import pytest
 
 from app.client import BackendError, Subject
 from app.pages import sample
-from app.pages.sample import input_map, neighbours, profile, pruning
+from app.pages.sample import filter_search, input_map, neighbours, pruning
 from app.pages.sample.view import MAX_TOP_K, STATE, layer_span, slider_layers
 
 S = Subject("samples", "3")
@@ -14,8 +16,12 @@ def test_deep_link_round_trip():
     link = "?top_k=7&boost=30&layers=1:3&space=feature&mistakes=1&prune=4&mode=least"
     state = STATE.parse(link)
     assert state == {"top_k": 7, "boost": 30, "layers": (1, 3), "space": "feature", "misclassified_only": True,
-                     "prune_top_k": 4, "prune_mode": "least", "target": None}
+                     "prune_top_k": 4, "prune_mode": "least", "target": None, "off": None, "seed": 0,
+                     "filter": None}
     assert STATE.build(state) == link
+    hand = "?top_k=10&prune=3&off=7,2,11&seed=4&filter=2"
+    assert STATE.parse(hand)["off"] == (7, 2, 11) and STATE.build(STATE.parse(hand)) == hand
+    assert STATE.parse("?off=3,x")["off"] is None and STATE.parse("?off=-1")["off"] is None
     assert STATE.build(STATE.parse("")) == "?top_k=10"  # top_k is always in the link; other defaults are not
 
 
@@ -40,6 +46,11 @@ def test_controls_write_the_link():
     controls = {"top_k": 7, "boost_index": 3, "layers": [0, 3], "space": "saliency", "misclassified_only": ["1"],
                 "prune_top_k": 2, "prune_mode": "random"}
     assert sample.url_search(controls, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random"
+    drawn = {**controls, "pruned": json.dumps({"filters": [4, 9], "seed": 3, "hand": False})}
+    assert sample.url_search(drawn, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random&seed=3"
+    ticked = {**controls, "prune_mode": "salient", "prune_top_k": 3, "selected": "9",
+              "pruned": json.dumps({"filters": [4, 9, 1], "seed": 0, "hand": True})}
+    assert sample.url_search(ticked, 3) == "?top_k=7&boost=30&mistakes=1&prune=3&off=4,9,1&filter=9"
     assert sample.url_search({**controls, "layers": [1, 3]}, 3).startswith("?top_k=7&boost=30&layers=1:3&")
 
 
@@ -47,21 +58,31 @@ def test_pruning_controls(client, fake):
     filters = client.filters(S, top=5)
     top2 = [f["filter"] for f in filters[:2]]
     # the slider ticks the top-k boxes in "most salient" mode and prunes exactly those
-    checked, cls, panel = pruning.pruning(client, S, "sample-prune-k", [], 2, "salient", filters)
-    assert checked == top2 and cls == "filter-checklist"
+    checked, _, cls, k, pruned, _ = pruning.pruning(client, S, "sample-prune-k", [], 2, "salient", filters)
+    assert checked == top2 and cls == "filter-checklist" and k == 2 and pruned == {"filters": top2, "seed": 0,
+                                                                                 "hand": False}
     assert fake.requests[-1][3] == ('{"filters":[%d,%d]}' % tuple(top2)).encode()
-    # hand-ticked boxes win over the slider
-    checked, _, _ = pruning.pruning(client, S, "sample-prune-check", [filters[4]["filter"]], 2, "salient", filters)
-    assert checked == [filters[4]["filter"]]
-    assert fake.requests[-1][3] == ('{"filters":[%d]}' % filters[4]["filter"]).encode()
-    # other modes leave the boxes alone and grey them out
-    checked, cls, _ = pruning.pruning(client, S, "sample-prune-mode", top2, 3, "least", filters)
-    assert checked == top2 and "is-disabled" in cls
-    assert fake.requests[-1][3] == b'{"top_k":3,"mode":"least"}'
+    # hand-ticked boxes win over the slider, which follows their count; the link must carry them
+    hand = [*top2, filters[4]["filter"]]
+    checked, _, _, k, pruned, _ = pruning.pruning(client, S, "sample-prune-check", hand, 2, "salient", filters)
+    assert checked == hand and k == 3 and pruned["hand"]
+    assert fake.requests[-1][3] == ('{"filters":[%d,%d,%d]}' % tuple(hand)).encode()
+    # other modes tick (greyed out) exactly what the backend switched off, listing those outside the top 5
+    checked, extra, cls, _, pruned, panel = pruning.pruning(client, S, "sample-prune-mode", top2, 3, "least",
+                                                              filters)
+    assert fake.requests[-1][1].endswith("/profile")  # the z of filters outside the top 5
+    assert fake.requests[-2][3] == b'{"top_k":3,"mode":"least"}'
+    shown = {f["filter"] for f in filters}
+    assert pruned["filters"] == [0, 1, 2] and "is-disabled" in cls  # the fake prunes 0..k-1
+    assert checked == [f for f in [0, 1, 2] if f in shown]  # the salient boxes tick those among them
+    assert extra[1].value == [f for f in [0, 1, 2] if f not in shown] and extra[1].value  # the others listed
+    # "draw again" asks for the next random draw
+    *_, pruned, _ = pruning.pruning(client, S, "sample-prune-draw", [], 3, "random", filters, seed=4)
+    assert pruned["seed"] == 5 and fake.requests[-2][3] == b'{"top_k":3,"mode":"random","seed":5}'
 
 
 def test_prediction_panel_prunes_checked_filters(client, fake):
-    panel = pruning.prediction_panel(client, S, [5, 2], 2, "salient")
+    _, panel = pruning.prediction_panel(client, S, [5, 2], 2, "salient")
     body = fake.requests[-1]
     assert body[1] == "/api/samples/3/prune" and body[3] == b'{"filters":[5,2]}'
     assert "2 filters off" in str(panel) and "flip to correct" in str(panel)
@@ -73,8 +94,8 @@ def test_prediction_panel_random_mode_uses_top_k(client, fake):
 
 
 def test_prediction_panel_without_pruning(client, fake):
-    panel = pruning.prediction_panel(client, S, [], 0, "salient")
-    assert "No filters pruned" in str(panel)
+    result, panel = pruning.prediction_panel(client, S, [], 0, "salient")
+    assert result is None and "No filters pruned" in str(panel)
     assert not any(r[1].endswith("/prune") for r in fake.requests)
 
 
@@ -125,11 +146,32 @@ def _hrefs(component) -> list[str]:
     return found
 
 
-def test_mistakes_sharing_a_filter(client, fake, monkeypatch):
-    monkeypatch.setattr(profile, "FILTER_RANK", 2)
-    filter_id = profile.filter_of_click({"points": [{"customdata": 5, "x": "ignored"}]})
-    assert filter_id == 5
-    shown = [int(h.rsplit("/", 1)[1]) for h in _hrefs(profile.mistakes_with_filter(client, S, filter_id))]
-    candidates = fake.neighbors(3, {"k": profile.FILTER_SEARCH_CANDIDATES, "layers": "1:2", "misclassified_only": "true"})
+def test_mistakes_sharing_a_filter_without_a_filter_index(client, fake, monkeypatch):
+    monkeypatch.setattr(filter_search, "FILTER_RANK", 2)
+    answer = filter_search.samples_with_filter(client, S, 5)  # the fake has no /api/filters: 404
+    shown = [int(h.rsplit("/", 1)[1]) for h in _hrefs(answer)]
+    candidates = fake.neighbors(3, {"k": filter_search.FILTER_SEARCH_CANDIDATES, "layers": "1:2",
+                                    "misclassified_only": "true"})
     expected = [c["id"] for c in candidates if 5 in [f["filter"] for f in fake.top_filters(c["id"], 2)]]
     assert expected and shown == expected
+    assert "nearest mistakes" in str(answer) and "no index of the whole dataset" in str(answer)
+
+
+def test_samples_with_a_filter_from_the_filter_index(client, fake):
+    top = [{"id": 7, "z": 4.5}, {"id": 3, "z": 4.0}, {"id": 1, "z": 2.5}]  # 3 is this sample: left out
+    fake.overrides["/api/filters/5"] = (200, {"filter": 5, "layer": "b.weight", "channel": 1, "top_samples": top})
+    answer = filter_search.samples_with_filter(client, S, 5)
+    assert [int(h.rsplit("/", 1)[1]) for h in _hrefs(answer)] == [7, 1]
+    assert "in the whole dataset" in str(answer) and "z 4.5" in str(answer)
+    assert not any("/neighbors" in r[1] for r in fake.requests)
+
+
+def test_unlike_uploads_get_a_notice(client, fake):
+    upload = Subject("uploads", "9")
+    fake.overrides["/api/uploads/9/typicality"] = (200, {"nn_similarity": 0.31, "percentile": 0.4})
+    assert "unlike the dataset" in str(sample.typicality_notice(client, upload)) and "0.31" in str(
+        sample.typicality_notice(client, upload))
+    fake.overrides["/api/uploads/9/typicality"] = (200, {"nn_similarity": 0.93, "percentile": 37.0})
+    assert sample.typicality_notice(client, upload) is None
+    fake.overrides["/api/uploads/9/typicality"] = (404, {"detail": "Not Found"})  # an older backend
+    assert sample.typicality_notice(client, upload) is None

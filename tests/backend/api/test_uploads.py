@@ -244,3 +244,20 @@ def test_corrupted_files_are_rejected_cleanly(server, fmt):
             assert exc.status in (413, 415, 422)
             outcomes["rejected"] += 1
     assert outcomes["rejected"] > 0
+
+
+def test_upload_typicality_is_its_nearest_feature_neighbour_against_the_dataset(server, uploaded):
+    from backend.store.typicality import reference_similarities
+
+    upload_id = uploaded["body"]["id"]
+    with server.client() as http:
+        answer = http.get(f"/api/uploads/{upload_id}/typicality").json()
+        assert http.get("/api/uploads/12345/typicality").status_code == 404
+    features = np.asarray(server.service.artifacts.features, dtype=np.float64)
+    query = np.asarray(server.service.upload(upload_id).features, dtype=np.float64)
+    unit = features / np.linalg.norm(features, axis=1, keepdims=True)
+    nn = float((unit @ (query / np.linalg.norm(query))).max())
+    assert abs(answer["nn_similarity"] - nn) < 1e-5
+    reference = reference_similarities(server.service.artifacts.features)
+    assert answer["percentile"] == 100.0 * np.mean(reference <= answer["nn_similarity"])
+    assert answer["reference_rows"] == len(reference) and "feature" in answer["statistic"]

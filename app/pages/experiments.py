@@ -168,15 +168,22 @@ def explorer(doc: dict, names) -> html.Div:
     ])
 
 
+def run_button(name: str) -> html.Button:
+    return html.Button("Run (quick)", id={"type": f"{PREFIX}-run", "name": name}, className="btn btn-small",
+                       title=f"run the {name} experiment on a seeded subset of the mistakes, in the background")
+
+
 def section(name: str, item: dict, doc: dict | None, names, error: BackendError | None = None,
-            command: str = "pss experiments --artifacts DIR") -> html.Div:
+            command: str | None = "pss experiments --artifacts DIR") -> html.Div:
+    """One experiment's card; ``command``: how to run it in full, shown while it has no results (None where
+    the page's empty-state card already says it)."""
     title = f"{item['title']} (paper {item['paper']})"
-    run = html.Button("Run (quick)", id={"type": f"{PREFIX}-run", "name": name}, className="btn btn-small",
-                      title=f"run the {name} experiment on a seeded subset of the mistakes, in the background")
+    run = run_button(name)
     if error is not None:
         body = [error_alert(error, f"the {name} results")]
     elif doc is None:
-        body = [html.P(["Not run yet: ", html.Code(f"{command} --which {name}")], className="hint")]
+        body = [html.P(["Not run yet: press Run"] + ([", or run ", html.Code(f"{command} --which {name}")]
+                                                      if command else ["."]), className="hint")]
     else:
         figure = figs.gradcam_figure(doc, names) if name == "gradcam" else figs.FIGURES[name](doc)
         sentence, supported = verdict(name, doc)
@@ -191,7 +198,7 @@ def section(name: str, item: dict, doc: dict | None, names, error: BackendError 
     return card(title, *body, id=f"{PREFIX}-{name}", extra=run)
 
 
-def sections(client: BackendClient, listing: dict, names) -> list:
+def sections(client: BackendClient, listing: dict, names, command: str | None = None) -> list:
     out = []
     for item in listing["experiments"]:
         doc, error = None, None
@@ -200,8 +207,7 @@ def sections(client: BackendClient, listing: dict, names) -> list:
                 doc = client.experiments(item["name"])
             except BackendError as exc:
                 error = exc
-        out.append(section(item["name"], item, doc, names, error,
-                           listing.get("command", "pss experiments --artifacts DIR")))
+        out.append(section(item["name"], item, doc, names, error, command))
     return out
 
 
@@ -251,19 +257,55 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
     job = running_job(client)
     intro = html.P("The paper's checks that parameter saliency is meaningful, run on this model's misclassified "
                    "samples. Bands and brackets are 95% bootstrap confidence intervals.", className="hint")
-    empty = []
+    empty, shown = [], sections(client, listing, names, command)
     if not any(item["available"] for item in listing["experiments"]):
-        empty = [card("No experiment has been run on this model yet",
-                      html.P(["Press ", html.Strong("Run all, quick"), " (a seeded subset, minutes), or run all of "
-                              "them in full with ", html.Code(command), " (one with ", html.Code("--which NAME"),
-                              ")."]), id=f"{PREFIX}-empty")]
+        # one box with the command once and a Run button per experiment; the cards appear as results land
+        empty, shown = [card("No experiment has been run on this model yet",
+                             html.P(["Press ", html.Strong("Run all, quick"), " (a seeded subset, minutes), or run "
+                                     "all of them in full with ", html.Code(command), " (one with ",
+                                     html.Code("--which NAME"), "), then reload this page. They are the paper's "
+                                     "checks that parameter saliency means something for this model:"]),
+                             html.Ul([html.Li([f"{item['title']} (paper {item['paper']}) ", run_button(item["name"])])
+                                      for item in listing["experiments"]]),
+                             id=f"{PREFIX}-empty")], []
     return html.Div([
         page_heading("Validation experiments"),
         dcc.Store(id=JOB, data=job["id"] if job else None),
         dcc.Store(id=STAMPS, data=stamps(listing)),
         dcc.Interval(id=POLL, interval=POLL_MS, disabled=job is None),
-        intro, *empty, run_bar(job), html.Div(sections(client, listing, names), id=SECTIONS),
+        intro, *empty, run_bar(job), html.Div(shown, id=SECTIONS),
     ], className=f"page page-{PREFIX}")
+
+
+def start_or_cancel(client: BackendClient, trigger, job_id: str | None):
+    """(job id, status): a Run button starts a quick run (refused while one runs), Cancel cancels it."""
+    try:
+        if trigger == CANCEL:
+            if job_id:
+                client.cancel_job(job_id)
+            return job_id, "cancelling ..."
+        name = "all" if trigger == RUN_ALL else trigger["name"]
+        job = client.run_experiment(name, quick=True)
+    except BackendError as exc:
+        return job_id, f"could not start: {exc.message}"
+    return job["id"], status_text(job)
+
+
+def poll(client: BackendClient, job_id: str | None, known: dict):
+    """(progress, progress style, status, polling off, cancel disabled, sections or no_update, stamps)."""
+    try:
+        job = client.job(job_id) if job_id else None
+        listing = client.experiments()
+    except BackendError as exc:
+        return no_update, no_update, f"lost the run: {exc.message}", True, True, no_update, no_update
+    running = job is not None and job["state"] == "running"
+    fresh = stamps(listing)
+    redraw = no_update
+    if fresh != known:
+        names = list(client.info().get("classes", []))
+        redraw = sections(client, listing, names)
+    return (job["progress"] if job else 0, {} if running else {"display": "none"}, status_text(job),
+            not running, not running, redraw, fresh)
 
 
 def register(app, client: BackendClient) -> None:

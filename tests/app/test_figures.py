@@ -34,13 +34,12 @@ def test_sort_within_layers_keeps_layers_in_place():
 def test_average_profiles_figure_sorts_each_curve():
     correct = np.array([0.0, 1.0, -1.0, 0.5, 0.2, 0.1, 0.3])
     wrong = -correct
-    fig = figures.average_profiles_figure(correct, wrong, LAYERS)
-    assert [t.name for t in fig.data] == ["correct", "correct", "misclassified", "misclassified"]
-    assert [t.showlegend for t in fig.data] == [True, False, True, False]
-    assert [t.meta[0] for t in fig.data] == ["conv1", "layer1.conv"] * 2  # the hover names the layer
-    joined = lambda a, b: list(a.y) + list(b.y)  # noqa: E731
-    assert joined(*fig.data[:2]) == figures.sort_within_layers(correct, LAYERS).tolist()
-    assert joined(*fig.data[2:]) == figures.sort_within_layers(wrong, LAYERS).tolist()
+    fig = figures.average_profiles_figure(correct, wrong, LAYERS, by_layer=False)
+    assert [t.name for t in fig.data] == ["correct", "misclassified"]
+    assert list(fig.data[0].y) == figures.sort_within_layers(correct, LAYERS).tolist()
+    assert list(fig.data[1].y) == figures.sort_within_layers(wrong, LAYERS).tolist()
+    # sorted within each layer, so a point is a rank in its layer, and the hover says so (not a channel)
+    assert list(fig.data[0].text)[2:4] == ["conv1, rank 3 in the layer", "layer1.conv, rank 1 in the layer"]
     assert list(fig.layout.xaxis.ticktext) == ["conv1", "layer1.conv"]
 
 
@@ -63,12 +62,10 @@ def test_top_filters_figure_marks_selected():
 def test_profile_figure_marks_top_filters():
     z = np.arange(7, dtype=float)
     fig = figures.profile_figure(z, LAYERS, marked=[6, 2, 99])
-    *per_layer, marks = fig.data
+    line, marks = fig.data
     assert list(marks.x) == [6, 2] and list(marks.y) == [6.0, 2.0]
     assert list(marks.text) == ["layer1.conv #3", "conv1 #2"]  # one name for a filter everywhere
-    # a trace per layer: the hover's point number within it is the channel
-    assert [t.meta[0] for t in per_layer] == ["conv1", "layer1.conv"]
-    assert [list(t.x) for t in per_layer] == [[0, 1, 2], [3, 4, 5, 6]]
+    assert list(line.x) == list(range(7)) and list(line.text)[2:4] == ["conv1 #2", "layer1.conv #0"]
 
 
 def test_negative_z_is_not_drawn_as_salient():

@@ -71,8 +71,8 @@ def result(client: BackendClient, subject: Subject, top_k: int, mode: str, step:
         text, cls = _flip_label(nb["label"], nb_b, nb_a)
         fixed += cls == "flip-fixed"
         rows.append(html.Tr([
-            html.Td(dcc.Link(html.Img(src=media_url(Subject("samples", str(nb["id"]))), className="mini-img"),
-                             href=f"/sample/{nb['id']}")),
+            html.Td(dcc.Link(html.Img(src=media_url(Subject("samples", str(nb["id"]))), className="mini-img",
+                                      alt=f"sample {nb['id']}"), href=f"/sample/{nb['id']}")),
             html.Td(class_name(names, nb["label"])),
             html.Td(class_name(names, nb_b), className=f"pred-{verdict_class(nb['label'], nb_b)}"),
             html.Td(class_name(names, nb_a), className=f"pred-{verdict_class(nb['label'], nb_a)}"),

@@ -171,8 +171,8 @@ def test_a_filter_click_answers_beside_the_chart_marks_the_bar_and_works_by_keyb
     top, bottom = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom]",
                                          answer)
     assert 0 <= top < browser.execute_script("return window.innerHeight")
-    # the tiny backend has no filter index: the fallback says what it searched
-    assert "nearest mistakes" in answer.text
+    # the answer says what it searched: the whole dataset (the backend's /api/filters/{index})
+    assert "in the whole dataset" in answer.text
     # keyboard: the table's buttons choose a filter too
     browser.find_element(By.CSS_SELECTOR, "#sample-filters-table").find_element(By.XPATH, "./ancestor::details/summary").click()
     button = browser.find_elements(By.CSS_SELECTOR, "#sample-filters-table button")[3]
@@ -290,7 +290,7 @@ def test_filters_have_one_name_everywhere_and_figure_2_says_it_is_sorted(browser
     settle(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#overview-fig2-box .js-plotly-plot"), "Figure 2")
     assert "sorted" in browser.find_element(By.ID, "overview-fig2-note").text
     first_layer = browser.execute_script(
-        "return document.querySelector('#overview-fig2-box .js-plotly-plot').data[0].meta[0]")
+        "return document.querySelector('#overview-fig2-box .js-plotly-plot').data[0].text[0]").split(",")[0]
     assert first_layer in hover_text(browser, "#overview-fig2-box", 0, 0)
 
 

@@ -29,3 +29,4 @@ def test_one_empty_state_with_the_real_command(client, fake):
     page = str(experiments.layout.__wrapped__(client, client.info()))
     assert page.count("pss experiments --artifacts /data/run1") == 1 and "DIR" not in page
     assert "experiments-empty" in page and page.count("card-title") == 1
+    assert page.count("Run (quick)") == 3  # one per experiment, inside the one box

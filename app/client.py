@@ -18,8 +18,9 @@ import httpx
 Kind = Literal["samples", "uploads"]
 
 
-UNREACHABLE = ("cannot reach the analysis server: it may be starting or stopped. This page retries by itself "
-               "(see the banner at the top)")
+UNREACHABLE = ("cannot reach the analysis server: it may be starting or stopped (if you run it yourself, start it "
+               "with `pss serve --artifacts <your artifacts folder>`). This page retries by itself (see the banner "
+               "at the top)")
 
 
 class BackendError(Exception):

@@ -168,9 +168,9 @@ def test_a_filter_click_answers_beside_the_chart_marks_the_bar_and_works_by_keyb
     card = answer.find_element(By.XPATH, "./ancestor::div[contains(@class, 'card')][1]")
     assert card.find_elements(By.ID, "sample-filters-graph")  # in the chart's own card
     # the answer is in view (or scrolled to)
-    top, bottom = browser.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.top, r.bottom]",
-                                         answer)
-    assert 0 <= top < browser.execute_script("return window.innerHeight")
+    # (waiting for the scroll to finish: it is animated)
+    in_view = "const r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.top < window.innerHeight"
+    wait_for(browser, lambda d: d.execute_script(in_view, answer), timeout=5, what="the answer scrolled into view")
     # the answer says what it searched: the whole dataset (the backend's /api/filters/{index})
     assert "in the whole dataset" in answer.text
     # keyboard: the table's buttons choose a filter too

@@ -130,10 +130,13 @@ class WeightOpMode(TorchFunctionMode):
     """Routes the forward pass's conv2d / linear / batch_norm calls on watched weights to a handler.
 
     ``constants`` (buffers, unwatched parameters) may mix with watched parameters in a weight's computation
-    without making it an activation."""
+    without making it an activation. ``twice_differentiable`` computes attention with explicit softmax
+    weights, which (unlike the fused CPU kernel) can be differentiated twice."""
 
-    def __init__(self, watched: Iterable[torch.Tensor], constants: Iterable[torch.Tensor], handler: WeightOpHandler):
+    def __init__(self, watched: Iterable[torch.Tensor], constants: Iterable[torch.Tensor], handler: WeightOpHandler,
+                 *, twice_differentiable: bool = False):
         super().__init__()
+        self.twice_differentiable = twice_differentiable
         self._watched = {id(p): p for p in watched}
         self._constants = {id(t) for t in constants} - set(self._watched)
         self._derived: dict[int, tuple[weakref.ref, tuple[torch.Tensor, ...]]] = {}
@@ -254,7 +257,11 @@ class WeightOpMode(TorchFunctionMode):
         out_weight, out_bias = a["out_proj_weight"], a["out_proj_bias"]
         a.update(query=q, key=k, value=v, in_proj_weight=None, in_proj_bias=None, use_separate_proj_weight=True,
                  q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye, out_proj_weight=eye, out_proj_bias=None)
+        wanted = a["need_weights"]
+        if self.twice_differentiable:
+            a["need_weights"] = True
         out, weights = func(**a)
+        weights = weights if wanted else None
         return self._project(out, out_weight, out_bias), weights
 
 

@@ -141,7 +141,7 @@ class SaliencyRecorder(WeightOpHandler):
         self._weights = [params[span.name] for span in layout.spans]
         self._span_of = {id(w): span for w, span in zip(self._weights, layout.spans)}
         constants = [*model.buffers(), *(p for p in model.parameters() if id(p) not in self._span_of)]
-        self._mode = WeightOpMode(self._weights, constants, self)
+        self._mode = WeightOpMode(self._weights, constants, self, twice_differentiable=differentiable)
         self._ranges: dict[LayerSpan, list[tuple[int, int]]] = {}
         self._records: list[_Record] = []
         self._rows: dict[LayerSpan, torch.Tensor] = {}  # [B, filters] reduced per-use parts

@@ -183,3 +183,12 @@ def test_input_saliency_on_linear_rows_matches_double_backward():
     with sdpa_kernel(SDPBackend.MATH):  # the fused CPU attention kernel cannot be differentiated twice
         expected = eq3_reference(model, images[0], int(labels[0]), stats, 5, 100.0, layout=layout)
     torch.testing.assert_close(heat, expected, rtol=1e-8, atol=1e-12 * float(expected.max()))
+
+
+def test_weight_changes_on_other_than_plain_convs_are_refused_clearly():
+    from backend.saliency import row_weight_deltas
+
+    model = ConvKindsNet()
+    layout = FilterLayout.from_model(model)
+    with pytest.raises(ValueError, match="plain nn.Conv2d"):
+        row_weight_deltas(model, layout, {"functional.weight": torch.zeros(1, 8, 6, 3, 3)})

@@ -240,7 +240,7 @@ class SaliencyRecorder(WeightOpHandler):
         batch = self.input.shape[0]
         xs, gs = rows_by_sample(x, batch, dim), rows_by_sample(grad, batch, dim)
         if self._exclusive(record):
-            self._add_rows(record, linear_abs_mean(xs, gs))
+            self._add_rows(record, linear_abs_mean(xs, gs, differentiable=self.differentiable))
         else:
             self._add_full(record, linear_weight_grads(xs, gs))
         record.fired = True

@@ -192,3 +192,13 @@ def test_weight_changes_on_other_than_plain_convs_are_refused_clearly():
     layout = FilterLayout.from_model(model)
     with pytest.raises(ValueError, match="plain nn.Conv2d"):
         row_weight_deltas(model, layout, {"functional.weight": torch.zeros(1, 8, 6, 3, 3)})
+
+
+def test_linear_tiles_do_not_change_the_result(monkeypatch):
+    """One row of one sample per tile gives the same profile as whole samples (tiling is only for memory)."""
+    model = TokenNet().double()
+    layout = FilterLayout.from_model(model, params="linear")
+    images, labels = torch.randn(4, 3, 12, 12, dtype=torch.float64), torch.randint(0, 3, (4,))
+    expected = filter_saliency(model, images, labels, layout=layout)
+    monkeypatch.setattr("backend.saliency.linear._CPU_TILE_BYTES", 1)
+    torch.testing.assert_close(filter_saliency(model, images, labels, layout=layout), expected, rtol=1e-12, atol=0)

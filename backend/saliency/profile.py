@@ -164,6 +164,10 @@ class SaliencyRecorder(WeightOpHandler):
         for w, flag in zip(self._weights, self._flags):
             w.requires_grad_(flag)
         self._grad_mode.__exit__(*exc)
+        # the mode and this recorder refer to each other: free the per-sample state now, not at the next GC
+        self._records.clear()
+        self._rows.clear()
+        self._full.clear()
 
     def forward(self, x: torch.Tensor):
         """The model's output on a leaf copy of ``x`` that requires grad: the backward target that reaches

@@ -78,6 +78,7 @@ class prune_filters(WeightOpHandler):
         _ACTIVE.reset(self._token)
         self._hooks.remove()
         self._zeroed.clear()
+        self._masks.clear()
 
     def _enter(self, model, args) -> None:
         if self._id in _ACTIVE.get():

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layout import FilterLayout
-from .profile import SaliencyRecorder, eval_mode, logits_of, model_device_dtype
+from .model_calls import eval_mode, logits_of, model_device_dtype
+from .profile import SaliencyRecorder
 from .stats import SaliencyStats
 
 
@@ -42,10 +43,11 @@ def input_saliency(
     device, dtype = model_device_dtype(model)
     target = torch.as_tensor(label, device=device).reshape(1)
     with eval_mode(model), SaliencyRecorder(model, layout, differentiable=True) as recorder:
-        x = recorder.track_input(image[None].to(device=device, dtype=dtype))
-        loss = F.cross_entropy(logits_of(model(x)), target, reduction="sum")
+        loss = F.cross_entropy(logits_of(recorder.forward(image[None].to(device=device, dtype=dtype))), target,
+                               reduction="sum")
+        x = recorder.input
         torch.autograd.grad(loss, x, create_graph=True)
-        profile = stats.standardize(recorder.profile(1)[0])
+        profile = stats.standardize(recorder.profile(target)[0])
         boosted = profile.detach().clone()
         chosen = boosted.topk(top_k).indices if filters is None else torch.as_tensor(filters, device=boosted.device)
         boosted[chosen] *= boost

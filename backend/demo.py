@@ -131,6 +131,9 @@ def run(args: argparse.Namespace) -> int:
         quiet_request_logs()  # the health polling and every page request would bury the one URL
         logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill`, docker stop: shut both servers down like Ctrl-C
+    # Ctrl-C too, also when this process was started with SIGINT ignored (a background job of a script:
+    # Python then installs no KeyboardInterrupt handler of its own, and Ctrl-C would do nothing)
+    signal.signal(signal.SIGINT, _interrupt)
     directory = (args.dir or default_dir()).expanduser()
     check_port(args.host, args.port)
     ensure_artifacts(directory, args.device, args.batch_size, args.limit)

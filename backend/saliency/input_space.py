@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .layout import FilterLayout
 from .model_calls import eval_mode, logits_of, model_device_dtype
@@ -42,7 +43,9 @@ def input_saliency(
         raise ValueError(f"expected one image [C, H, W], got shape {tuple(image.shape)}")
     device, dtype = model_device_dtype(model)
     target = torch.as_tensor(label, device=device).reshape(1)
-    with eval_mode(model), SaliencyRecorder(model, layout, differentiable=True) as recorder:
+    # the math attention kernel: the fused CPU/GPU attention kernels have no double backward (transformers)
+    with (eval_mode(model), sdpa_kernel(SDPBackend.MATH),
+          SaliencyRecorder(model, layout, differentiable=True) as recorder):
         loss = F.cross_entropy(logits_of(recorder.forward(image[None].to(device=device, dtype=dtype))), target,
                                reduction="sum")
         x = recorder.input

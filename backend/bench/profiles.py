@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="samples per round for the slow batch-size-1 loop (default: min(batch, 32))",
     )
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
+    parser.add_argument("--params", default="conv", choices=("conv", "linear", "conv+linear"),
+                        help="which weights are filters: conv output channels, Linear rows, or both (default: conv)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and input")
 
 
@@ -52,19 +54,19 @@ def run(args: argparse.Namespace) -> int:
         images = images.contiguous(memory_format=torch.channels_last)
     labels = torch.randint(0, _num_classes(model, images), (args.batch_size,), device=device)
     ref_n = min(args.batch_size, args.reference_samples or 32)
-    results = measure(model, images, labels, rounds=args.rounds, reference_samples=ref_n)
+    results = measure(model, images, labels, rounds=args.rounds, reference_samples=ref_n, params=args.params)
     print(_report(args, device, results))
     return 0
 
 
-def measure(model, images, labels, *, rounds: int, reference_samples: int) -> dict:
+def measure(model, images, labels, *, rounds: int, reference_samples: int, params: str = "conv") -> dict:
     """Median images/s of each method, and the engine's error against the reference on these inputs."""
     import torch
     import torch.nn.functional as F
 
     from backend.saliency import FilterLayout, filter_saliency, reference_filter_saliency
 
-    layout = FilterLayout.from_model(model)
+    layout = FilterLayout.from_model(model, params=params)
     batch = images.shape[0]
     ref_images, ref_labels = images[:reference_samples], labels[:reference_samples]
 
@@ -104,7 +106,8 @@ def _report(args, device, r: dict) -> str:
 
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu, {r['threads']} threads"
     lines = [
-        f"model {args.model}  filters {r['num_filters']}  batch {args.batch_size}  device {where}",
+        f"model {args.model}  params {args.params}  filters {r['num_filters']}  batch {args.batch_size}  "
+        f"device {where}",
         f"  reference (batch-size-1 loop)  {r['reference']:10.1f} images/s",
         f"  engine (filter_saliency)       {r['engine']:10.1f} images/s",
         f"  plain forward+backward         {r['plain']:10.1f} images/s",

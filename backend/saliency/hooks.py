@@ -12,19 +12,28 @@ from collections.abc import Callable, Iterable
 from torch import nn
 
 ForwardHook = Callable[[nn.Module, tuple, object], object]
+ForwardPreHook = Callable[[nn.Module, tuple], object]
 
 
 class HookSet:
-    """Context manager: the forward hooks ``(module, hook)`` are installed on entry and removed on exit."""
+    """Context manager: the forward hooks ``(module, hook)`` are installed on entry and removed on exit.
 
-    def __init__(self, hooks: Iterable[tuple[nn.Module, ForwardHook]]):
+    ``pre_hooks`` run before the modules' forward; ``always_call`` runs the forward hooks also when the
+    forward raises (for hooks that undo what a pre-hook did)."""
+
+    def __init__(self, hooks: Iterable[tuple[nn.Module, ForwardHook]],
+                 pre_hooks: Iterable[tuple[nn.Module, ForwardPreHook]] = (), *, always_call: bool = False):
         self._hooks = list(hooks)
+        self._pre_hooks = list(pre_hooks)
+        self._always_call = always_call
         self._handles: list = []
 
     def __enter__(self) -> "HookSet":
         try:
+            for module, hook in self._pre_hooks:
+                self._handles.append(module.register_forward_pre_hook(hook))
             for module, hook in self._hooks:
-                self._handles.append(module.register_forward_hook(hook))
+                self._handles.append(module.register_forward_hook(hook, always_call=self._always_call))
         except BaseException:
             self.remove()
             raise

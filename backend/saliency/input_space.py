@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from .layout import FilterLayout
-from .profile import SaliencyRecorder, eval_mode, logits_of, model_device_dtype
+from .model_calls import eval_mode, logits_of, model_device_dtype
+from .profile import SaliencyRecorder
 from .stats import SaliencyStats
 
 
@@ -41,11 +43,14 @@ def input_saliency(
         raise ValueError(f"expected one image [C, H, W], got shape {tuple(image.shape)}")
     device, dtype = model_device_dtype(model)
     target = torch.as_tensor(label, device=device).reshape(1)
-    with eval_mode(model), SaliencyRecorder(model, layout, differentiable=True) as recorder:
-        x = recorder.track_input(image[None].to(device=device, dtype=dtype))
-        loss = F.cross_entropy(logits_of(model(x)), target, reduction="sum")
+    # the math attention kernel: the fused CPU/GPU attention kernels have no double backward (transformers)
+    with (eval_mode(model), sdpa_kernel(SDPBackend.MATH),
+          SaliencyRecorder(model, layout, differentiable=True) as recorder):
+        loss = F.cross_entropy(logits_of(recorder.forward(image[None].to(device=device, dtype=dtype))), target,
+                               reduction="sum")
+        x = recorder.input
         torch.autograd.grad(loss, x, create_graph=True)
-        profile = stats.standardize(recorder.profile(1)[0])
+        profile = stats.standardize(recorder.profile(target)[0])
         boosted = profile.detach().clone()
         chosen = boosted.topk(top_k).indices if filters is None else torch.as_tensor(filters, device=boosted.device)
         boosted[chosen] *= boost

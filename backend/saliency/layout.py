@@ -7,11 +7,16 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.modules.conv import _ConvTransposeNd
+from torch.nn.utils import parametrize
+
+PARAM_KINDS = ("conv", "linear", "conv+linear")
+_ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
 
 
 @dataclass(frozen=True)
 class LayerSpan:
-    """One conv weight: its parameter name and the half-open range of profile entries it owns."""
+    """One filter weight: its parameter name and the half-open range of profile entries it owns."""
 
     name: str
     start: int
@@ -24,7 +29,8 @@ class LayerSpan:
 
 
 class FilterLayout:
-    """Filters are the output channels of every 4-D ``nn.Conv2d`` weight, in ``named_parameters()`` order.
+    """Filters are the output channels of conv weights and, on request, the output rows of Linear weights,
+    in ``named_parameters()`` order.
 
     A profile vector has one entry per filter; layers own contiguous ranges of it, so a range of layers
     is a contiguous range of filters.
@@ -41,15 +47,23 @@ class FilterLayout:
         self._starts = [span.start for span in self.spans]
 
     @classmethod
-    def from_model(cls, model: nn.Module) -> "FilterLayout":
-        conv_weights = {id(m.weight) for m in model.modules() if isinstance(m, nn.Conv2d) and m.weight.dim() == 4}
+    def from_model(cls, model: nn.Module, params: str = "conv") -> "FilterLayout":
+        """``params``: "conv" (every 4-D weight: 2-D convolutions however called), "linear" (every
+        ``nn.Linear`` weight and ``nn.MultiheadAttention``'s projections) or "conv+linear".
+
+        A parametrized weight (``torch.nn.utils.parametrize``) counts through the parameter the optimizer
+        updates: its original of the weight's shape (weight norm's direction, not its magnitude)."""
+        if params not in PARAM_KINDS:
+            raise ValueError(f"params must be one of {', '.join(PARAM_KINDS)}; got {params!r}")
+        chosen = _filter_weights(model, conv="conv" in params, linear="linear" in params)
         spans, offset = [], 0
         for name, param in model.named_parameters():
-            if id(param) in conv_weights:
+            if id(param) in chosen:
                 spans.append(LayerSpan(name, offset, offset + param.shape[0], tuple(param.shape)))
                 offset += param.shape[0]
         if not spans:
-            raise ValueError("the model has no nn.Conv2d layers, so it has no filters to profile")
+            what = {"conv": "2-D convolution", "linear": "Linear", "conv+linear": "convolution or Linear"}[params]
+            raise ValueError(f"the model has no {what} weights, so it has no filters to profile (params={params!r})")
         return cls(spans)
 
     @property
@@ -105,3 +119,35 @@ class FilterLayout:
 
     def __repr__(self) -> str:
         return f"FilterLayout({len(self.spans)} layers, {self.num_filters} filters)"
+
+
+def _filter_weights(model: nn.Module, *, conv: bool, linear: bool) -> set[int]:
+    """Ids of the parameters whose rows are filters."""
+    chosen: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, (parametrize.ParametrizationList, _ConvTransposeNd)):
+            continue
+        for name, tensor in _own_tensors(module):
+            is_conv = conv and tensor.dim() == 4
+            is_linear = linear and tensor.dim() == 2 and (
+                (isinstance(module, nn.Linear) and name == "weight")
+                or (isinstance(module, nn.MultiheadAttention) and name in _ATTENTION_WEIGHTS)
+            )
+            if is_conv or is_linear:
+                chosen.update(id(p) for p in _trained_params(module, name, tensor))
+    return chosen
+
+
+def _own_tensors(module: nn.Module):
+    """``(name, tensor)`` of a module's own parameters and parametrized tensors."""
+    yield from ((n, p) for n, p in module._parameters.items() if p is not None)
+    if parametrize.is_parametrized(module):
+        with torch.no_grad():
+            yield from ((n, getattr(module, n)) for n in module.parametrizations)
+
+
+def _trained_params(module: nn.Module, name: str, tensor: torch.Tensor) -> list[nn.Parameter]:
+    """The parameter itself, or a parametrized tensor's originals of its own shape."""
+    if not (parametrize.is_parametrized(module, name)):
+        return [tensor]
+    return [p for p in module.parametrizations[name].parameters(recurse=False) if p.shape == tensor.shape]

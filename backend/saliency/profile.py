@@ -1,10 +1,10 @@
-"""Exact per-sample parameter saliency: the mean of |dL_n/dW| over each conv filter, batched.
+"""Exact per-sample parameter saliency: the mean of |dL_n/dW| over each filter, batched.
 
 For a conv layer, sample n's weight gradient is ``G_n @ unfold(X_n)^T`` (per group), where ``X_n`` is the
-layer's input and ``G_n`` the gradient of sample n's loss w.r.t. the layer's output. A forward hook keeps
-``X``; a hook on the output tensor receives ``G`` during a backward pass that computes no weight gradient at
-all (we differentiate w.r.t. the input only). Each layer's per-sample gradients are then formed in small
-tiles and reduced to ``[B, Cout]`` while the tile is still in cache, so memory stays at one training step's.
+op's input and ``G_n`` the gradient of sample n's loss w.r.t. the op's output (Linear rows: ``G_n^T X_n``,
+see linear.py). The op-level interception of intercept.py keeps ``X``; a hook on the output tensor receives
+``G`` during a backward pass that computes no weight gradient at all (we differentiate w.r.t. the input
+only). Each layer's per-sample gradients are then formed in small tiles and reduced to ``[B, Cout]`` while the tile is still in cache, so memory stays at one training step's.
 
 In eval mode the samples of a batch do not interact, so the gradient of the summed loss w.r.t. ``X_n``'s
 layer output is exactly sample n's own gradient.
@@ -15,15 +15,17 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .hooks import HookSet
+from .intercept import ConvCall, WeightOpHandler, WeightOpMode, WeightUse, rows_by_sample, sample_dim
 from .kernels import abs_grad_sum
 from .layout import FilterLayout, LayerSpan
+from .linear import linear_abs_mean, linear_weight_grads
+from .model_calls import eval_mode, logits_of, model_device_dtype, per_sample_loop
 
 # Per-sample gradients of deep layers are large and cheap to compute: writing them to memory and reading
 # them back would cost more than the matmul itself. Tiles of this size stay in the CPU's last-level cache
@@ -66,13 +68,15 @@ def filter_saliency(
     out_dtype = torch.float64 if dtype == torch.float64 else torch.float32
     total = images.shape[0]
     result = torch.empty(total, layout.num_filters, dtype=out_dtype, device=images.device)
+    slow_layers: set[str] = set()
+    logged: set[str] = set()
     with eval_mode(model):
         start, size = 0, batch_size
         while start < total:
             x = images[start : start + size].to(device=device, dtype=dtype)
             y = labels[start : start + size].to(device=device)
             try:
-                chunk = _batch_profile(model, layout, x, y)
+                chunk = _batch_profile(model, layout, x, y, slow_layers)
             except torch.OutOfMemoryError:
                 if size == 1:
                     raise
@@ -82,6 +86,10 @@ def filter_saliency(
                 if torch.cuda.is_available():
                     torch.cuda.empty_cache()
                 continue
+            if slow_layers - logged:
+                _log.warning("exact slow path (one autograd call per sample) for layers the fast path cannot "
+                             "take: %s", ", ".join(sorted(slow_layers - logged)))
+                logged |= slow_layers
             result[start : start + chunk.shape[0]] = chunk.to(result.device, out_dtype)
             start += chunk.shape[0]
             if progress is not None:
@@ -89,16 +97,35 @@ def filter_saliency(
     return result
 
 
-def _batch_profile(model: nn.Module, layout: FilterLayout, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Raw saliency of one micro-batch: one forward, one backward that reaches every conv output."""
+def _batch_profile(model: nn.Module, layout: FilterLayout, x: torch.Tensor, y: torch.Tensor,
+                   slow_layers: set[str] | None = None) -> torch.Tensor:
+    """Raw saliency of one micro-batch: one forward, one backward that reaches every op on a filter weight.
+
+    ``slow_layers`` collects the names of layers that took the exact slow path."""
     with SaliencyRecorder(model, layout, differentiable=False) as recorder:
-        loss = F.cross_entropy(logits_of(model(recorder.track_input(x))), y, reduction="sum")
+        loss = F.cross_entropy(logits_of(recorder.forward(x)), y, reduction="sum")
         torch.autograd.grad(loss, recorder.input)
-        return recorder.profile(x.shape[0])
+        if slow_layers is not None:
+            slow_layers.update(span.name for span in recorder.slow_spans)
+        return recorder.profile(y)
 
 
-class SaliencyRecorder:
-    """Hooks a model's convs to turn one backward pass into per-sample filter saliency.
+@dataclass(eq=False)
+class _Record:
+    """One op's use of a watched weight, seen in the forward pass; ``fired`` once its output gradient came."""
+
+    use: WeightUse
+    fired: bool = False
+
+
+class SaliencyRecorder(WeightOpHandler):
+    """Sees every conv / linear op on a layout's weights to turn one backward pass into per-sample saliency.
+
+    Uses are counted during the forward pass. A filter used once gets its |gradient| reduced tile by tile; a
+    filter used several times, or through a weight transform, gets its full per-sample gradient summed over
+    uses (and carried back to the parameter by the chain rule) before |.|. Weights reaching the loss in ways
+    no op here shows (a watched weight multiplied into an activation, a token layout that does not tell the
+    samples apart) take the exact slow path: one autograd call per sample, for those weights only.
 
     ``differentiable=True`` keeps the graph so the profile itself can be differentiated (input-space
     saliency); then the backward must run with ``create_graph=True``.
@@ -108,78 +135,181 @@ class SaliencyRecorder:
         self.model = model
         self.layout = layout
         self.differentiable = differentiable
-        names = {span.name: span for span in layout.spans}
         params = dict(model.named_parameters())
-        missing = [name for name in names if name not in params]
+        missing = [span.name for span in layout.spans if span.name not in params]
         if missing:
             raise ValueError(f"layout does not match the model: no parameter {missing[0]!r}")
-        self._span_of = {id(params[name]): span for name, span in names.items()}
-        self._convs = [
-            m for m in model.modules() if isinstance(m, nn.Conv2d) and id(m.weight) in self._span_of
-        ]
-        for conv in self._convs:
-            if type(conv).forward is not nn.Conv2d.forward or type(conv)._conv_forward is not nn.Conv2d._conv_forward:
-                raise ValueError(
-                    f"{type(conv).__name__} overrides Conv2d.forward, so its weight gradient cannot be formed "
-                    "from its input and output; only plain nn.Conv2d layers are supported"
-                )
-        self._uses: dict[int, int] = {}
-        self._parts: dict[LayerSpan, torch.Tensor] = {}
-        self._reused: dict[LayerSpan, torch.Tensor] = {}
-        self._hooks = HookSet((conv, self._on_forward) for conv in self._convs)
+        self._weights = [params[span.name] for span in layout.spans]
+        self._span_of = {id(w): span for w, span in zip(self._weights, layout.spans)}
+        constants = [*model.buffers(), *(p for p in model.parameters() if id(p) not in self._span_of)]
+        self._mode = WeightOpMode(self._weights, constants, self, twice_differentiable=differentiable)
+        self._ranges: dict[LayerSpan, list[tuple[int, int]]] = {}
+        self._records: list[_Record] = []
+        self._rows: dict[LayerSpan, torch.Tensor] = {}  # [B, filters] reduced per-use parts
+        self._full: dict[LayerSpan, torch.Tensor] = {}  # [B, filters, fan_in] gradients summed over uses
+        self._other: set[LayerSpan] = set()
+        self._flags: list[bool] = []
         self.input: torch.Tensor | None = None
 
     def __enter__(self) -> "SaliencyRecorder":
-        self._hooks.__enter__()
+        # weights must require grad for a transformed weight to keep the graph back to its parameter; the
+        # backward asks for the input's gradient only, so no weight gradient is ever computed or stored
+        self._flags = [w.requires_grad for w in self._weights]
         self._grad_mode = torch.enable_grad()
         self._grad_mode.__enter__()
+        for w in self._weights:
+            w.requires_grad_(True)
         return self
 
     def __exit__(self, *exc) -> None:
+        for w, flag in zip(self._weights, self._flags):
+            w.requires_grad_(flag)
         self._grad_mode.__exit__(*exc)
-        self._hooks.remove()
+        # the mode and this recorder refer to each other: free the per-sample state now, not at the next GC
+        self._records.clear()
+        self._rows.clear()
+        self._full.clear()
 
-    def track_input(self, x: torch.Tensor) -> torch.Tensor:
-        """A leaf copy of ``x`` that requires grad: the backward target that reaches every conv output."""
+    def forward(self, x: torch.Tensor):
+        """The model's output on a leaf copy of ``x`` that requires grad: the backward target that reaches
+        every op; ``self.input`` is that copy."""
         self.input = x.detach().requires_grad_(True)
-        return self.input
+        with self._mode:
+            return self.model(self.input)
 
-    def _on_forward(self, conv: nn.Conv2d, args: tuple, output: torch.Tensor) -> None:
-        if not output.requires_grad:
-            return
-        x = args[0]
-        key = id(conv.weight)
-        self._uses[key] = self._uses.get(key, 0) + 1
-        output.register_hook(functools.partial(self._on_output_grad, conv, x, x._version))
+    # -- forward: which ops use which weights --------------------------------------------------------------
 
-    def _on_output_grad(self, conv: nn.Conv2d, x: torch.Tensor, version: int, grad: torch.Tensor) -> None:
-        span = self._span_of[id(conv.weight)]
+    def conv(self, x, call: ConvCall, use: WeightUse, out):
+        record = self._record(use, out)
+        if record is not None:
+            out.register_hook(functools.partial(self._on_conv_grad, call, x, x._version, record))
+        return out
+
+    def linear(self, x, use: WeightUse, out, dim):
+        batch = self.input.shape[0]
+        dim = sample_dim(x.shape, batch) if dim is None else dim
+        if dim is None or x.dim() <= dim or x.shape[dim] % batch:
+            self.other_use(use.params)
+            return out
+        record = self._record(use, out)
+        if record is not None:
+            out.register_hook(functools.partial(self._on_linear_grad, x, x._version, dim, record))
+        return out
+
+    def other_use(self, params) -> None:
+        self._other.update(self._span_of[id(p)] for p in params)
+
+    def _record(self, use: WeightUse, out: torch.Tensor) -> _Record | None:
+        if not out.requires_grad:
+            return None
+        for span, rows in self._rows_of(use):
+            self._ranges.setdefault(span, []).append(rows)
+        record = _Record(use)
+        self._records.append(record)
+        return record
+
+    def _rows_of(self, use: WeightUse) -> list[tuple[LayerSpan, tuple[int, int]]]:
+        if use.direct:
+            return [(self._span_of[id(use.params[0])], (use.row_start, use.row_start + use.weight.shape[0]))]
+        return [(span, (0, span.num_filters)) for span in (self._span_of[id(p)] for p in use.params)]
+
+    # -- backward: per-sample gradients, reduced ---------------------------------------------------------
+
+    def _check_unchanged(self, record: _Record, x: torch.Tensor, version: int) -> None:
         if x._version != version:
+            name = self._span_of[id(record.use.params[0])].name
             raise RuntimeError(
-                f"the input of {span.name} was modified in place after the conv ran; "
-                "its weight gradient can no longer be formed"
+                f"the input of {name} was modified in place after the op ran; its weight gradient can no longer be formed"
             )
-        if not self.differentiable:
-            grad = grad.detach()
-        if self._uses[id(conv.weight)] > 1:  # the weight's gradient sums over uses: reduce only at the end
-            full = per_sample_weight_grads(conv, x, grad)
-            previous = self._reused.get(span)
-            self._reused[span] = full if previous is None else previous + full
-            return
-        part = per_sample_abs_mean(conv, x, grad, differentiable=self.differentiable)
-        previous = self._parts.get(span)
-        self._parts[span] = part if previous is None else previous + part
 
-    def profile(self, batch: int) -> torch.Tensor:
-        """``[batch, num_filters]`` raw saliency; filters whose output never got a gradient are 0."""
-        for span, full in self._reused.items():
-            self._parts[span] = full.abs().mean(dim=2)
-        self._reused.clear()
-        ref = next(iter(self._parts.values()), None)
-        kwargs = {"device": ref.device, "dtype": ref.dtype} if ref is not None else {}
-        pieces = [
-            self._parts.get(span, torch.zeros(batch, span.num_filters, **kwargs)) for span in self.layout.spans
-        ]
+    def _exclusive(self, record: _Record) -> bool:
+        """The use is the only one of its filters and takes the weight as it is: reduce it on its own."""
+        if not record.use.direct:
+            return False
+        ((span, (start, stop)),) = self._rows_of(record.use)
+        return sum(1 for a, b in self._ranges[span] if a < stop and start < b) == 1
+
+    def _on_conv_grad(self, call: ConvCall, x, version: int, record: _Record, grad) -> None:
+        self._check_unchanged(record, x, version)
+        grad = grad if self.differentiable else grad.detach()
+        x = call.padded(x)
+        if self._exclusive(record):
+            self._add_rows(record, per_sample_abs_mean(call, x, grad, differentiable=self.differentiable))
+        else:
+            self._add_full(record, per_sample_weight_grads(call, x, grad))
+        record.fired = True
+
+    def _on_linear_grad(self, x, version: int, dim: int, record: _Record, grad) -> None:
+        self._check_unchanged(record, x, version)
+        grad = grad if self.differentiable else grad.detach()
+        batch = self.input.shape[0]
+        xs, gs = rows_by_sample(x, batch, dim), rows_by_sample(grad, batch, dim)
+        if self._exclusive(record):
+            self._add_rows(record, linear_abs_mean(xs, gs, differentiable=self.differentiable))
+        else:
+            self._add_full(record, linear_weight_grads(xs, gs))
+        record.fired = True
+
+    def _add_rows(self, record: _Record, values: torch.Tensor) -> None:
+        ((span, (start, stop)),) = self._rows_of(record.use)
+        rows = self._rows.get(span)
+        if rows is None:
+            rows = self._rows[span] = values.new_zeros(values.shape[0], span.num_filters)
+        rows[:, start:stop] += values
+
+    def _add_full(self, record: _Record, grads: torch.Tensor) -> None:
+        """``grads [B, rows, ...]``: per-sample gradients of the weight the op used."""
+        batch = grads.shape[0]
+        use = record.use
+        if use.direct:
+            parts = [(self._rows_of(use)[0], grads.reshape(batch, use.weight.shape[0], -1))]
+        else:  # chain rule back to the parameters, one sample at a time (the transform is weight-sized)
+            grads = grads.reshape(batch, *use.weight.shape)
+            per_sample = [
+                torch.autograd.grad(use.weight, use.params, g, retain_graph=True,
+                                    create_graph=self.differentiable, allow_unused=True)
+                for g in grads
+            ]
+            parts = []
+            for i, param in enumerate(use.params):
+                stacked = torch.stack([torch.zeros_like(param) if g[i] is None else g[i] for g in per_sample])
+                span = self._span_of[id(param)]
+                parts.append(((span, (0, span.num_filters)), stacked.reshape(batch, param.shape[0], -1)))
+        for (span, (start, stop)), part in parts:
+            full = self._full.get(span)
+            if full is None:
+                full = self._full[span] = part.new_zeros(batch, span.num_filters, part.shape[2])
+            full[:, start:stop] += part
+
+    # -- the result --------------------------------------------------------------------------------------
+
+    @property
+    def slow_spans(self) -> list[LayerSpan]:
+        """Layers the ops could not account for: weights used otherwise, or whose gradient never came."""
+        unfired = {span for r in self._records if not r.fired for span, _ in self._rows_of(r.use)}
+        return [span for span in self.layout.spans if span in self._other or span in unfired]
+
+    def profile(self, labels: torch.Tensor) -> torch.Tensor:
+        """``[batch, num_filters]`` raw saliency; filters whose weights the loss does not reach are 0."""
+        x = self.input
+        slow = self.slow_spans
+        exact = {}
+        if slow:
+            values = per_sample_loop(self.model, [self._weights[self.layout.spans.index(s)] for s in slow], x,
+                                     labels, create_graph=self.differentiable)
+            exact = dict(zip(slow, values.split([s.num_filters for s in slow], dim=1)))
+        pieces = []
+        for span in self.layout.spans:
+            piece = exact.get(span)
+            if piece is None:
+                piece = self._rows.get(span)
+                full = self._full.get(span)
+                if full is not None:
+                    reduced = full.abs().mean(dim=2)
+                    piece = reduced if piece is None else piece + reduced
+            if piece is None:
+                piece = x.new_zeros(x.shape[0], span.num_filters)
+            pieces.append(piece.to(x.dtype))
         return torch.cat(pieces, dim=1)
 
 
@@ -311,34 +441,3 @@ def _explicit_padding(conv: nn.Conv2d, x: torch.Tensor) -> tuple[torch.Tensor, t
         return x, tuple(conv.padding)
     mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
     return F.pad(x, conv._reversed_padding_repeated_twice, mode=mode), (0, 0)
-
-
-def logits_of(output) -> torch.Tensor:
-    """The logits tensor of a model's output (plain tensor, ``.logits``, or first element of a tuple)."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if hasattr(output, "logits"):
-        return output.logits
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(f"cannot find logits in a model output of type {type(output).__name__}")
-
-
-def model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
-    """Device and floating dtype of the model's first parameter (where its inputs must go)."""
-    for param in model.parameters():
-        return param.device, param.dtype if param.is_floating_point() else torch.float32
-    raise ValueError("the model has no parameters")
-
-
-@contextmanager
-def eval_mode(model: nn.Module):
-    """Eval mode for the duration, then every module's own train/eval flag restored."""
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        with torch.inference_mode(False):
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training

@@ -9,9 +9,9 @@ from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from .hooks import HookSet
+from .intercept import WeightOpHandler, WeightOpMode, WeightUse, rows_by_sample, sample_dim
 from .layout import FilterLayout
 
 # Ids of the prune_filters contexts active in the current thread / asyncio task. Hooks installed by one
@@ -20,16 +20,19 @@ _ACTIVE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("pss_ac
 _NEXT_ID = itertools.count()
 
 
-class prune_filters:
-    """Context manager: the chosen filters' feature maps are exactly zero, in this thread/task only.
+class prune_filters(WeightOpHandler):
+    """Context manager: the chosen filters' outputs are exactly zero, in this thread/task only.
 
     ``filter_ids`` are switched off for every row of the batch. ``keep`` (``[rows, num_filters]``, bool or
     0/1) gives each row its own set instead: row r sees filter f off where ``keep[r, f] == 0``, so a batch of
     rows with different pruned sets costs one forward; every forward inside the block must then have exactly
     ``rows`` rows. Both may be given (a filter is off if either says so).
 
+    A conv filter's output channel is zeroed, a Linear row's output feature (``nn.MultiheadAttention``'s
+    projections included), wherever the op runs: the same as zeroing that weight row and its bias entry.
     A BatchNorm applied directly to a pruned conv's output would turn zeros into its shift; its output
-    channels are zeroed too. Parameters are never modified; the hooks are removed on exit.
+    channels are zeroed too. Parameters are never modified; the model's forward sees the ops through a
+    ``TorchFunctionMode`` entered and left by hooks on the model itself, which are removed on exit.
     """
 
     def __init__(self, model: nn.Module, filter_ids: Iterable[int] = (), layout: FilterLayout | None = None, *,
@@ -43,8 +46,9 @@ class prune_filters:
             off.setdefault(name, []).append(channel)
         if keep is not None and keep.shape[1:] != (self.layout.num_filters,):
             raise ValueError(f"keep must be [rows, {self.layout.num_filters}], got {tuple(keep.shape)}")
-        # id(conv weight) -> [rows or 1, out channels] bool: which channels each row keeps
+        # id(filter weight) -> [rows or 1, filters] bool: which filters each row keeps
         self._keep: dict[int, torch.Tensor] = {}
+        self._names: dict[int, str] = {}
         for span in self.layout.spans:
             rows = keep[:, span.start : span.stop].bool() if keep is not None else None
             if span.name in off:
@@ -53,15 +57,17 @@ class prune_filters:
                 rows = row if rows is None else rows & row
             if rows is not None and not bool(rows.all()):
                 self._keep[id(params[span.name])] = rows
+                self._names[id(params[span.name])] = span.name
         self._id = next(_NEXT_ID)
         self._token = None
-        self._masks: dict[tuple[int, torch.device, torch.dtype, int], torch.Tensor] = {}
-        # conv outputs we zeroed, by id, for spotting a BatchNorm whose input is one of them
+        self._masks: dict[tuple, torch.Tensor] = {}
+        # outputs we zeroed, by id, for spotting a BatchNorm whose input is one of them
         self._zeroed: dict[int, tuple[weakref.ref, torch.Tensor]] = {}
-        self._hooks = HookSet(
-            [(m, self._on_conv) for m in model.modules() if isinstance(m, nn.Conv2d) and id(m.weight) in self._keep]
-            + [(m, self._on_batchnorm) for m in model.modules() if isinstance(m, _BatchNorm) and self._keep]
-        )
+        watched = [p for p in model.parameters() if id(p) in self._keep]
+        constants = [*model.buffers(), *(p for p in model.parameters() if id(p) not in self._keep)]
+        self._mode = WeightOpMode(watched, constants, self)
+        self._hooks = HookSet([(model, self._leave)], pre_hooks=[(model, self._enter)], always_call=True) \
+            if self._keep else HookSet([])
 
     def __enter__(self) -> "prune_filters":
         self._hooks.__enter__()
@@ -72,31 +78,61 @@ class prune_filters:
         _ACTIVE.reset(self._token)
         self._hooks.remove()
         self._zeroed.clear()
+        self._masks.clear()
 
-    def _mask(self, key: int, output: torch.Tensor) -> torch.Tensor:
-        cache_key = (key, output.device, output.dtype, output.dim())
-        mask = self._masks.get(cache_key)
+    def _enter(self, model, args) -> None:
+        if self._id in _ACTIVE.get():
+            self._mode.__enter__()
+
+    def _leave(self, model, args, output) -> None:
+        if self._id in _ACTIVE.get():  # the forward ran in the same context as its pre-hook
+            self._mode.__exit__(None, None, None)
+            self._zeroed = {k: v for k, v in self._zeroed.items() if v[0]() is not None}
+
+    def _rows_kept(self, use: WeightUse) -> torch.Tensor:
+        """``[rows or 1, filters of this op]`` of the use's weight."""
+        param = use.params[0]
+        if not use.direct and (len(use.params) > 1 or use.weight.shape[0] != param.shape[0]):
+            raise ValueError(f"cannot prune filters of {self._names[id(param)]}: its weight reaches the op through "
+                             "a transform that does not keep its rows")
+        keep = self._keep[id(param)]
+        return keep[:, use.row_start : use.row_start + use.weight.shape[0]]
+
+    def _mask(self, use: WeightUse, output: torch.Tensor, channel_dim: int) -> torch.Tensor:
+        key = (id(use.params[0]), use.row_start, use.weight.shape[0], output.device, output.dtype, output.dim())
+        mask = self._masks.get(key)
         if mask is None:
-            keep = self._keep[key]
-            mask = keep.to(output.device, output.dtype).view(*keep.shape, *([1] * (output.dim() - 2)))
-            self._masks[cache_key] = mask
-        if mask.shape[0] not in (1, output.shape[0]):
-            raise ValueError(f"prune_filters was given keep for {mask.shape[0]} rows, the batch has {output.shape[0]}")
+            keep = self._rows_kept(use)
+            shape = [1] * output.dim()
+            shape[channel_dim] = keep.shape[1]
+            mask = keep.to(output.device, output.dtype)
+            mask = mask.view(keep.shape[0], *shape[1:]) if channel_dim == 1 else mask
+            self._masks[key] = mask
         return mask
 
-    def _on_conv(self, conv: nn.Conv2d, args, output: torch.Tensor):
-        if self._id not in _ACTIVE.get():
-            return None
-        mask = self._mask(id(conv.weight), output)
-        pruned = output * mask
-        self._zeroed = {k: v for k, v in self._zeroed.items() if v[0]() is not None}
+    def conv(self, x, call, use: WeightUse, out):
+        mask = self._mask(use, out, 1)
+        if mask.shape[0] not in (1, out.shape[0]):
+            raise ValueError(f"prune_filters was given keep for {mask.shape[0]} rows, the batch has {out.shape[0]}")
+        pruned = out * mask
         self._zeroed[id(pruned)] = (weakref.ref(pruned), mask)
         return pruned
 
-    def _on_batchnorm(self, bn: _BatchNorm, args, output: torch.Tensor):
-        if self._id not in _ACTIVE.get():
-            return None
-        entry = self._zeroed.get(id(args[0]))
-        if entry is None or entry[0]() is not args[0]:
-            return None
-        return output * entry[1]
+    def linear(self, x, use: WeightUse, out, dim):
+        mask = self._mask(use, out, out.dim() - 1)  # [rows or 1, features]
+        rows = mask.shape[0]
+        if rows == 1:
+            return out * mask[0]
+        dim = sample_dim(out.shape, rows) if dim is None else dim
+        if dim is None or out.dim() <= dim or out.shape[dim] % rows:
+            raise ValueError(f"prune_filters was given keep for {rows} rows; cannot tell them apart in an output "
+                             f"of shape {tuple(out.shape)} of {self._names[id(use.params[0])]}")
+        grouped = rows_by_sample(out, rows, dim) * mask[:, None, :]
+        moved = out.movedim(dim, 0).shape
+        return grouped.reshape(moved).movedim(0, dim)
+
+    def batch_norm(self, x, out):
+        entry = self._zeroed.get(id(x))
+        if entry is None or entry[0]() is not x:
+            return out
+        return out * entry[1]

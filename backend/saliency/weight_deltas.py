@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .hooks import HookSet
 from .layout import FilterLayout
@@ -25,12 +26,16 @@ class row_weight_deltas:
 
     def __init__(self, model: nn.Module, layout: FilterLayout, deltas: dict[str, torch.Tensor], group_size: int = 1):
         self.group_size = group_size
-        by_weight = {id(m.weight): m for m in model.modules() if isinstance(m, nn.Conv2d)}
+        by_weight = {
+            id(m.weight): m for m in model.modules()
+            if isinstance(m, nn.Conv2d) and type(m).forward is nn.Conv2d.forward and not parametrize.is_parametrized(m)
+        }
         params = dict(model.named_parameters())
-        convs = {span.name: by_weight[id(params[span.name])] for span in layout.spans}
         self.deltas: dict[int, torch.Tensor] = {}
         for name, delta in deltas.items():
-            conv = convs[name]
+            conv = by_weight.get(id(params[name])) if name in params else None
+            if conv is None:
+                raise ValueError(f"{name}: weight changes are supported for weights of plain nn.Conv2d layers only")
             if conv.padding_mode != "zeros" or isinstance(conv.padding, str):
                 raise ValueError(f"{name}: only zero-padded convs with numeric padding are supported")
             if tuple(delta.shape[1:]) != tuple(conv.weight.shape):

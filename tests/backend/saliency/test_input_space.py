@@ -9,8 +9,8 @@ from backend.saliency import FilterLayout, SaliencyStats, filter_saliency, input
 from .models import ConvBnNet, VariantsNet, randomize_batchnorm
 
 
-def eq3_reference(model, image, label, stats, top_k, boost, chosen=None):
-    layout = FilterLayout.from_model(model)
+def eq3_reference(model, image, label, stats, top_k, boost, chosen=None, layout=None):
+    layout = layout or FilterLayout.from_model(model)
     params = dict(model.named_parameters())
     weights = [params[name] for name, _, _ in layout.layers]
     x = image[None].clone().requires_grad_(True)

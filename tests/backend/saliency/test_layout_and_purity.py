@@ -38,7 +38,7 @@ def test_locate_filter_range_and_round_trip():
 def test_layout_of_model_without_convs_is_an_error():
     import torch
 
-    with pytest.raises(ValueError, match="no nn.Conv2d"):
+    with pytest.raises(ValueError, match="no 2-D convolution weights"):
         FilterLayout.from_model(torch.nn.Linear(3, 2))
     assert FilterLayout.from_model(VariantsNet()).num_filters == 8 + 12 + 12 + 6 + 6 + 7
 

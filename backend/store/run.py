@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +54,7 @@ def filter_layout(model: nn.Module, params: str = "conv") -> FilterLayout:
     """The model's filters for ``--params`` (conv | linear | conv+linear); a model without any is one line."""
     if params not in PARAMS:
         raise PSSError(f"unknown --params {params!r}; choose one of {', '.join(PARAMS)}")
-    if params != "conv" and "params" not in inspect.signature(FilterLayout.from_model).parameters:
-        raise PSSError(f"--params {params} needs Linear-layer filters, which this build's saliency engine does not "
-                       "have yet; use --params conv")
     try:
-        return FilterLayout.from_model(model, params=params) if params != "conv" else FilterLayout.from_model(model)
+        return FilterLayout.from_model(model, params=params)
     except ValueError as exc:
         raise PSSError(f"{exc} (--params {params})") from exc

@@ -21,6 +21,7 @@ import httpx
 import torch
 
 from app.cli import check_port, quiet_request_logs
+from backend.api.experiment_runs import terminate_with_parent
 from backend.data import load_dataset
 from backend.errors import PSSError
 from backend.experiments import RESULTS_DIR
@@ -74,7 +75,7 @@ def start_backend(directory: Path, host: str, port: int, device: str, log_path: 
     log = open(log_path, "w")
     command = [sys.executable, "-m", "backend.cli", "serve", "--artifacts", str(directory), "--host", host,
                "--port", str(port), "--device", device]
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, preexec_fn=terminate_with_parent)
 
 
 def wait_until_ready(process: subprocess.Popen, url: str, log_path: Path, timeout: float = 300.0) -> None:

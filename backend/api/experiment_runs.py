@@ -69,9 +69,14 @@ def run_experiments(handle: JobHandle, artifacts: Path, names: list[str], quick:
 
 
 def _lower_priority() -> None:
-    """In the child before exec: a lower CPU priority, and (Linux) SIGTERM when the server dies uncleanly,
-    so that no run outlives its server."""
+    """In the child before exec: a lower CPU priority, and no run outlives its server."""
     os.nice(NICENESS)
+    terminate_with_parent()
+
+
+def terminate_with_parent() -> None:
+    """For a child before exec (``preexec_fn``): on Linux, SIGTERM to it when its parent dies, also by SIGKILL,
+    so that no server or run is left behind; elsewhere nothing."""
     try:
         import ctypes
 

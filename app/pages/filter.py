@@ -58,8 +58,8 @@ def layout(client: BackendClient, info: dict, index: str = "", **query) -> html.
     detail, distribution = client.parallel(lambda: answer_or_error(client.filter_detail, filter_id),
                                            lambda: answer_or_error(client.filter_distribution, filter_id))
     if isinstance(distribution, BackendError):
-        if distribution.status == 404:
-            return bad_index(f"There is no filter {filter_id}: {distribution.message}.")
+        if distribution.status == 404 and not 0 <= filter_id < count:
+            return bad_index(f"There is no filter {filter_id} in this model: filter ids are 0 to {count - 1}.")
         return html.Div([title(layers, filter_id), error_alert(distribution, f"filter {filter_id}")],
                         className="page page-filter")
     names = list(info.get("classes", []))

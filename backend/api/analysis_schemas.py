@@ -82,7 +82,7 @@ class FailureModeOut(BaseModel):
 
 
 class FilterDistributionOut(FilterRef):
-    edges: list[float] = Field(description="bins + 1 shared bin edges, from the smallest to the largest z of the filter")
+    edges: list[float] = Field(description="bins + 1 shared edges, from the smallest to the largest z of the filter")
     correct: list[int] = Field(description="correctly classified samples per bin")
     misclassified: list[int] = Field(description="misclassified samples per bin")
     correct_mean: float | None = Field(description="mean z over the correct samples (null: none)")

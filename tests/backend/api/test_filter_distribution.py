@@ -24,7 +24,8 @@ def test_histogram_counts_each_sample_once_in_its_bin(client, reference, bins):
         assert (got["filter"], got["layer"], got["channel"]) == (f, layer, channel)
         edges = np.asarray(got["edges"])
         assert edges.size == bins + 1 and np.all(np.diff(edges) > 0)
-        assert edges[0] == pytest.approx(z[:, f].min(), abs=1e-6) and edges[-1] == pytest.approx(z[:, f].max(), abs=1e-6)
+        assert edges[0] == pytest.approx(z[:, f].min(), abs=1e-6)
+        assert edges[-1] == pytest.approx(z[:, f].max(), abs=1e-6)
         for name, members in (("correct", correct), ("misclassified", ~correct)):
             expected = np.bincount(bin_of(z[members, f], edges), minlength=bins)
             assert got[name] == expected.tolist(), name

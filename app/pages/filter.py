@@ -201,7 +201,8 @@ def reference_tile(detail: dict, sample_id: int, names, filter_id: int, caption:
 
 
 def register(app, client: BackendClient) -> None:
-    dash.register_page(__name__, path_template="/filter/<index>", layout=layout, title="Filter")
+    dash.register_page(__name__, path_template="/filter/<index>", layout=layout,
+                       title=lambda index="": f"Filter {index}")
 
     @app.server.route(MAP_ROUTE)
     def _filter_map(item_id: str):

@@ -43,7 +43,7 @@ def filter_page_link(filter_id: int, text: str, **attrs):
     """A link to the filter's own page (None while no filter page is registered)."""
     if not filter_page_registered():
         return None
-    return dcc.Link(text, href=f"/filter/{int(filter_id)}", className="btn btn-small", **attrs)
+    return dcc.Link(text, href=f"/filter/{int(filter_id)}", className="btn btn-small filter-page-link", **attrs)
 
 
 def samples_with_filter(client: BackendClient, subject: Subject, filter_id: int):

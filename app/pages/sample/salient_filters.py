@@ -26,7 +26,7 @@ def layout(view: View):
         filter_search.result_box(view.filter_answer),
         html.Data(id=filter_search.SELECTED, value="" if view.state["filter"] is None else str(view.state["filter"])),
         dcc.Store(id=sid("scrolled")),
-        extra=html.Span("click a bar: where else that filter is salient", className="hint"),
+        extra=html.Span("click a bar: where else that filter is salient, and its page", className="hint"),
         className="col-7",
     )
 

@@ -2,15 +2,15 @@
 salient it is on correct and on misclassified samples, the classes and confusions it drives, and its reference
 samples of both kinds (most salient, most activating), each with the pixels that drive this filter.
 
-Everything is drawn when the page opens (no callbacks); thumbnails are plain ``<img>`` tags whose maps this
-UI server proxies from the backend (``map_url``), so the browser fetches them side by side while the page is
-already readable.
+Everything but the distribution (a callback, see ``distribution_card``) is drawn when the page opens;
+thumbnails are plain ``<img>`` tags whose maps this UI server proxies from the backend (``map_url``), so the
+browser fetches them side by side while the page is already readable.
 """
 
 from __future__ import annotations
 
 import dash
-from dash import dcc, html
+from dash import Input, Output, dcc, html
 from flask import Response, abort, request
 
 from app import filter_figures
@@ -54,16 +54,15 @@ def layout(client: BackendClient, info: dict, index: str = "", **query) -> html.
     if not ITEM_ID.match(index or ""):
         return bad_index(f"“{index}” is not a filter id: filter ids are whole numbers from 0 to {count - 1}.")
     filter_id = int(index)
+    if not filter_id < count:
+        return bad_index(f"There is no filter {filter_id} in this model: filter ids are 0 to {count - 1}.")
     show_all = STATE.parse(query)["all"]
-    detail, distribution = client.parallel(lambda: answer_or_error(client.filter_detail, filter_id),
-                                           lambda: answer_or_error(client.filter_distribution, filter_id))
-    if isinstance(distribution, BackendError):
-        if distribution.status == 404 and not 0 <= filter_id < count:
-            return bad_index(f"There is no filter {filter_id} in this model: filter ids are 0 to {count - 1}.")
-        return html.Div([title(layers, filter_id), error_alert(distribution, f"filter {filter_id}")],
-                        className="page page-filter")
+    try:
+        detail = client.filter_detail(filter_id)
+    except BackendError as exc:
+        detail = exc  # e.g. a dir without the analysis: the rest of the page still stands
     names = list(info.get("classes", []))
-    sections = [position_card(layers, filter_id, detail), distribution_card(distribution)]
+    sections = [position_card(layers, filter_id, detail), distribution_card(filter_id)]
     if isinstance(detail, BackendError):
         sections.append(error_alert(detail, "this filter's classes, confusions and reference samples"))
     else:
@@ -71,14 +70,6 @@ def layout(client: BackendClient, info: dict, index: str = "", **query) -> html.
                      references_card(client, detail, names, filter_id, show_all)]
     return html.Div([title(layers, filter_id), html.P(EXPLAINED, className="hint", id=fid("explained")), *sections],
                     className="page page-filter")
-
-
-def answer_or_error(call, filter_id: int):
-    """The backend's answer, or its BackendError as a value (so one failed part does not blank the page)."""
-    try:
-        return call(filter_id)
-    except BackendError as exc:
-        return exc
 
 
 def bad_index(message: str) -> html.Div:
@@ -115,18 +106,29 @@ def position_card(layers, filter_id: int, detail) -> html.Div:
                 id=fid("position"))
 
 
-def distribution_card(distribution: dict) -> html.Div:
+def distribution_card(filter_id: int) -> html.Div:
+    """Filled by a callback: the distribution reads one column of every sample's profile, which on a large
+    dataset not yet in memory takes seconds, so the rest of the page does not wait for it."""
+    return card("How salient it is, correct vs misclassified samples",
+                dcc.Store(id=fid("index"), data=filter_id),
+                dcc.Loading(html.Div(id=fid("distribution-box")), type="circle", delay_show=150),
+                id=fid("distribution"))
+
+
+def distribution_view(client: BackendClient, filter_id: int):
+    try:
+        distribution = client.filter_distribution(filter_id)
+    except BackendError as exc:
+        return error_alert(exc, "this filter's distribution")
     means = (distribution["correct_mean"], distribution["misclassified_mean"])
     summary = " · ".join(f"mean z on {name} samples {mean:.2f}" for name, mean in
                          zip(("correct", "misclassified"), means) if mean is not None)
-    return card("How salient it is, correct vs misclassified samples",
-                dcc.Graph(figure=filter_figures.distribution_figure(distribution["edges"], distribution["correct"],
-                                                                    distribution["misclassified"], means),
-                          config={"displayModeBar": False}, id=fid("distribution-graph")),
-                html.P(f"Each group as a share of itself (log scale), so the few mistakes compare with the many "
-                       f"correct samples; dashed lines are the means ({summary}). Mass far to the right among "
-                       "the mistakes means the filter is often implicated in them.", className="hint"),
-                id=fid("distribution"))
+    return [dcc.Graph(figure=filter_figures.distribution_figure(distribution["edges"], distribution["correct"],
+                                                                distribution["misclassified"], means),
+                      config={"displayModeBar": False}, id=fid("distribution-graph")),
+            html.P(f"Each group as a share of itself (log scale), so the few mistakes compare with the many correct "
+                   f"samples; dashed lines are the means ({summary}). Mass far to the right among the mistakes "
+                   "means the filter is often implicated in them.", className="hint")]
 
 
 def classes_card(detail: dict, names) -> html.Div:
@@ -203,6 +205,10 @@ def reference_tile(detail: dict, sample_id: int, names, filter_id: int, caption:
 def register(app, client: BackendClient) -> None:
     dash.register_page(__name__, path_template="/filter/<index>", layout=layout,
                        title=lambda index="": f"Filter {index}")
+
+    @app.callback(Output(fid("distribution-box"), "children"), Input(fid("index"), "data"))
+    def _distribution(filter_id):
+        return distribution_view(client, int(filter_id))
 
     @app.server.route(MAP_ROUTE)
     def _filter_map(item_id: str):

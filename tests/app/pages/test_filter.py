@@ -121,3 +121,13 @@ def test_the_sample_page_links_every_filter_to_its_page(http, client, fake):
     page = route(http, "/sample/3")
     table_links = [h for h in props(page, "href") if h.startswith("/filter/")]
     assert table_links == [f"/filter/{f['filter']}" for f in fake.top_filters(3, 20)]
+
+
+def test_distribution_is_drawn_by_its_callback(client, fake):
+    canned(fake)
+    graph, hint = filter_page.distribution_view(client, FILTER)
+    correct = fake.labels == fake.preds
+    assert [t.name for t in graph.figure.data] == [f"correct ({correct.sum()})", f"misclassified ({(~correct).sum()})"]
+    assert f"mean z on correct samples {fake.z[correct, FILTER].mean():.2f}" in hint.children
+    fake.overrides[f"/api/filters/{FILTER}/distribution"] = (422, {"detail": "profiles unreadable"})
+    assert "profiles unreadable" in str(filter_page.distribution_view(client, FILTER))

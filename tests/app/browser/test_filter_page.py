@@ -50,12 +50,16 @@ def test_deep_link_shows_every_section_and_a_tile_opens_its_sample(browser, ui, 
                                                                    timings):
     chosen = num_filters // 2
     expected = httpx.get(f"{backend.url}/api/filters/{chosen}", timeout=30).json()
-    start = time.perf_counter()
-    browser.get(f"{ui}/filter/{chosen}")
-    wait_for(browser, sections_drawn, timeout=60, what="the filter page's sections")
-    timings.setdefault("filter page, deep link to its sections drawn", []).append(round(time.perf_counter() - start, 3))
-    wait_for(browser, filter_page_ready, timeout=60, what="the filter page with every map")
-    timings.setdefault("filter page, deep link to every map loaded", []).append(round(time.perf_counter() - start, 3))
+    for visit, index in (("first", num_filters // 3), ("second", chosen)):  # the first also loads the app
+        start = time.perf_counter()
+        browser.get(f"{ui}/filter/{index}")
+        wait_for(browser, lambda d: sections_drawn(d) and d.current_url.endswith(f"/filter/{index}"), timeout=60,
+                 what="the filter page's sections")
+        drawn = time.perf_counter() - start
+        wait_for(browser, filter_page_ready, timeout=60, what="the filter page with every map")
+        timings.setdefault(f"filter page, {visit} deep link: sections drawn", []).append(round(drawn, 3))
+        timings.setdefault(f"filter page, {visit} deep link: every map loaded", []).append(
+            round(time.perf_counter() - start, 3))
     shot(browser, output_dir, "filter-page")
     assert f"filter id {chosen}" in browser.find_element(By.CSS_SELECTOR, ".page-title").text
     assert browser.title == f"Filter {chosen}"

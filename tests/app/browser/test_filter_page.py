@@ -12,7 +12,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from app.pages import filter as filter_page
-from tests.app.browser.test_issue16 import axe_violations, settle
+from tests.app.browser.test_issue16 import axe_violations, set_width, settle
 from tests.app.browser.test_walkthrough import centre, sample_ready, shot, wait_for
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
@@ -132,3 +132,17 @@ def test_no_serious_accessibility_violations(browser, ui, num_filters):
     found = axe_violations(browser)
     assert not found, "\n".join(f"{v['impact']} {v['id']}: {v['help']} at {v['nodes']}" for v in found)
     assert len(browser.find_elements(By.TAG_NAME, "h1")) == 1
+
+
+@pytest.mark.parametrize("width", [800, 1400])
+def test_narrow_and_wide_windows_fit(browser, ui, num_filters, width):
+    try:
+        set_width(browser, width)
+        browser.get(f"{ui}/filter/{num_filters - 2}")
+        wait_for(browser, filter_page_ready, timeout=60, what="the filter page")
+        classes, confusions = (browser.find_element(By.ID, f"filter-{name}") for name in ("classes", "confusions"))
+        stacked = confusions.location["y"] >= classes.location["y"] + classes.size["height"]
+        assert stacked == (width < 1000)
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+    finally:
+        set_width(browser, 1280, 800)

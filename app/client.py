@@ -331,3 +331,13 @@ class BackendClient:
             data=data,
             timeout=self.slow_timeout,
         )
+
+    def filter_distribution(self, index: int, bins: int = 40) -> dict:
+        """One filter's z histogram over the correct and the misclassified samples (shared ``edges``)."""
+        return self._json("GET", f"/api/filters/{int(index)}/distribution", params={"bins": int(bins)})
+
+    def filter_map_png(self, subject: Subject, filters: list[int]) -> bytes:
+        """The input-space map for boosting exactly ``filters`` (the pixels that drive them)."""
+        return self._png(f"{subject.path}/input-saliency.png",
+                         params=subject.params(filters=",".join(str(int(f)) for f in filters)),
+                         timeout=self.slow_timeout)

@@ -18,6 +18,7 @@ from precompute.analysis.export import artifacts_table
 from .service import Invalid, NotFound
 
 SPACES = ("saliency", "feature")
+MAX_BINS = 200  # histogram bins of a filter's distribution
 
 
 class AnalysisService:
@@ -58,6 +59,24 @@ class AnalysisService:
             "classes": [{"class": int(a.class_ids[g]), "mean_z": float(class_z[g])} for g in by_class],
             "confusions": [{"true": int(a.pair_ids[p, 0]), "pred": int(a.pair_ids[p, 1]),
                             "count": int(a.pair_counts[p]), "mean_z": float(pair_z[p])} for p in by_pair],
+        }
+
+    def filter_distribution(self, index: int, bins: int) -> dict:
+        """Histogram of one filter's standardized saliency over the correct and the misclassified samples, on
+        shared edges (min to max of the column). Reads only profiles_std, so older dirs answer it too."""
+        if not 0 <= index < self.num_filters:
+            raise NotFound(f"no filter {index}: filters are 0..{self.num_filters - 1}")
+        if not 1 <= bins <= MAX_BINS:
+            raise Invalid(f"bins must be in [1, {MAX_BINS}], got {bins}")
+        z = np.asarray(self.artifacts.profiles_std[:, index], dtype=np.float64)
+        correct = np.asarray(self.artifacts.correct, dtype=bool)
+        edges = np.histogram_bin_edges(z, bins=bins)
+        groups = {"correct": z[correct], "misclassified": z[~correct]}
+        return {
+            **self._describe(index),
+            "edges": edges.tolist(),
+            **{name: np.histogram(values, edges)[0].tolist() for name, values in groups.items()},
+            **{f"{name}_mean": float(values.mean()) if values.size else None for name, values in groups.items()},
         }
 
     def confusion(self, true_class: int, pred_class: int, top: int) -> dict:

@@ -79,3 +79,11 @@ class FailureModeOut(BaseModel):
     confusions: list[PairCount] = Field(description="by count, then pair")
     top_filters: list[RankedFilter]
     sample_ids: list[int]
+
+
+class FilterDistributionOut(FilterRef):
+    edges: list[float] = Field(description="bins + 1 shared edges, from the smallest to the largest z of the filter")
+    correct: list[int] = Field(description="correctly classified samples per bin")
+    misclassified: list[int] = Field(description="misclassified samples per bin")
+    correct_mean: float | None = Field(description="mean z over the correct samples (null: none)")
+    misclassified_mean: float | None = Field(description="mean z over the misclassified samples (null: none)")

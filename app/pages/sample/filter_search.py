@@ -39,6 +39,13 @@ def filter_page_registered() -> bool:
                for p in dash.page_registry.values())
 
 
+def filter_page_link(filter_id: int, text: str, **attrs):
+    """A link to the filter's own page (None while no filter page is registered)."""
+    if not filter_page_registered():
+        return None
+    return dcc.Link(text, href=f"/filter/{int(filter_id)}", className="btn btn-small filter-page-link", **attrs)
+
+
 def samples_with_filter(client: BackendClient, subject: Subject, filter_id: int):
     """The answer for ``filter_id``: the dataset's samples where it is most salient, or the fallback."""
     try:
@@ -57,9 +64,8 @@ def samples_with_filter(client: BackendClient, subject: Subject, filter_id: int)
         return alert(f"Could not search the samples with this filter: {exc.message}")
     name = filter_name(layers, filter_id)
     title = [html.B(f"Where {name} is most salient, in the whole dataset: "),
-             html.Span(f"the top {len(top)} samples (filter id {filter_id})")]
-    if filter_page_registered():
-        title.append(dcc.Link(" · all about this filter ›", href=f"/filter/{filter_id}", id=sid("filter-page-link")))
+             html.Span(f"the top {len(top)} samples (filter id {filter_id}) "),
+             filter_page_link(filter_id, f"open the page of {name} ›", id=sid("filter-page-link"))]
     tiles = [thumbnail(Subject("samples", str(t["id"])), names, d.get("label"), d["pred"],
                        caption=f"z {float(t['z']):.1f}", id_prefix=sid("fm")) for t, d in zip(top, details)]
     return html.Div([html.Div(title, className="strip-title"),
@@ -88,7 +94,8 @@ def mistakes_with_filter(client: BackendClient, subject: Subject, filter_id: int
     title = html.Div([html.B(f"Mistakes with filter {name} among their top {FILTER_RANK}: "),
                       html.Span(f"{len(found)} of the {len(hits)} nearest mistakes in that layer "
                                 "(this backend has no index of the whole dataset by filter, so only these "
-                                "were searched)")],
+                                "were searched) "),
+                      filter_page_link(filter_id, f"open the page of {name} ›", id=sid("filter-page-link"))],
                      className="strip-title")
     if not found:
         return html.Div([title, alert("None of them share it.", "info")])

@@ -26,7 +26,7 @@ def layout(view: View):
         filter_search.result_box(view.filter_answer),
         html.Data(id=filter_search.SELECTED, value="" if view.state["filter"] is None else str(view.state["filter"])),
         dcc.Store(id=sid("scrolled")),
-        extra=html.Span("click a bar: where else that filter is salient", className="hint"),
+        extra=html.Span("click a bar: where else that filter is salient, and its page", className="hint"),
         className="col-7",
     )
 
@@ -37,11 +37,14 @@ def filters_table(view: View) -> html.Details:
     rows = [html.Tr([html.Td(i + 1), html.Td(name), html.Td(f"{float(f['z']):.2f}"),
                      html.Td(html.Button("show where else", className="btn btn-small",
                                          id={"type": filter_search.PICK, "filter": int(f["filter"])},
-                                         **{"aria-label": f"samples where {name} is most salient"}))])
+                                         **{"aria-label": f"samples where {name} is most salient"})),
+                     html.Td(filter_search.filter_page_link(int(f["filter"]), "open ›",
+                                                           title=f"the page of {name}"))])
             for i, (f, name) in enumerate(zip(view.filters or [], names))]
     return html.Details([html.Summary("the same filters as a table (keyboard: pick one)"),
                          html.Table([html.Thead(html.Tr([html.Th("rank"), html.Th("filter"), html.Th("z"),
-                                                         html.Th("samples")])), html.Tbody(rows)],
+                                                         html.Th("samples"), html.Th("filter page")])),
+                                     html.Tbody(rows)],
                                     className="flip-table", id=sid("filters-table"))],
                         className="table-details")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from ..analysis import AnalysisService
-from ..analysis_schemas import ConfusionOut, FailureModeOut, FilterPageOut, MapOut
+from ..analysis_schemas import ConfusionOut, FailureModeOut, FilterDistributionOut, FilterPageOut, MapOut
 from ..deps import get_service
 
 router = APIRouter(tags=["analysis"])
@@ -22,6 +22,16 @@ def get_analysis(request: Request) -> AnalysisService:
 @router.get("/filters/{index}", response_model=FilterPageOut, summary="a filter: reference samples, classes, confusions")
 def filter_page(index: int = Path(ge=0, description="filter id"), analysis: AnalysisService = Depends(get_analysis)) -> dict:
     return analysis.filter_page(index)
+
+
+@router.get("/filters/{index}/distribution", response_model=FilterDistributionOut,
+            summary="a filter's standardized saliency over the correct and the misclassified samples (histogram)")
+def filter_distribution(
+    index: int = Path(ge=0, description="filter id"),
+    bins: int = Query(40, ge=1, description="number of histogram bins (at most 200)"),
+    analysis: AnalysisService = Depends(get_analysis),
+) -> dict:
+    return analysis.filter_distribution(index, bins)
 
 
 @router.get("/confusions/{true_class}/{pred_class}", response_model=ConfusionOut,

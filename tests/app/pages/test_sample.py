@@ -146,10 +146,15 @@ def _hrefs(component) -> list[str]:
     return found
 
 
+def _sample_links(component) -> list[int]:
+    """The sample ids a component tree links to (its other links, e.g. to the filter page, left out)."""
+    return [int(h.rsplit("/", 1)[1]) for h in _hrefs(component) if h.startswith("/sample/")]
+
+
 def test_mistakes_sharing_a_filter_without_a_filter_index(client, fake, monkeypatch):
     monkeypatch.setattr(filter_search, "FILTER_RANK", 2)
     answer = filter_search.samples_with_filter(client, S, 5)  # the fake has no /api/filters: 404
-    shown = [int(h.rsplit("/", 1)[1]) for h in _hrefs(answer)]
+    shown = _sample_links(answer)
     candidates = fake.neighbors(3, {"k": filter_search.FILTER_SEARCH_CANDIDATES, "layers": "1:2",
                                     "misclassified_only": "true"})
     expected = [c["id"] for c in candidates if 5 in [f["filter"] for f in fake.top_filters(c["id"], 2)]]
@@ -161,7 +166,7 @@ def test_samples_with_a_filter_from_the_filter_index(client, fake):
     top = [{"id": 7, "z": 4.5}, {"id": 3, "z": 4.0}, {"id": 1, "z": 2.5}]  # 3 is this sample: left out
     fake.overrides["/api/filters/5"] = (200, {"filter": 5, "layer": "b.weight", "channel": 1, "top_samples": top})
     answer = filter_search.samples_with_filter(client, S, 5)
-    assert [int(h.rsplit("/", 1)[1]) for h in _hrefs(answer)] == [7, 1]
+    assert _sample_links(answer) == [7, 1]
     assert "in the whole dataset" in str(answer) and "z 4.5" in str(answer)
     assert not any("/neighbors" in r[1] for r in fake.requests)
 

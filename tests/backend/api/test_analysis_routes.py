@@ -82,6 +82,24 @@ def test_confusion(client, reference, arrays):
     assert got["top_filters"][0]["layer"] == reference.artifacts.layout.locate(int(expected[0]))[0]
 
 
+def test_confusion_fingerprint(client, arrays):
+    """?profile=true adds the pair's whole mean profile and its true class's correct samples' mean profile."""
+    z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
+    wrong = labels != preds
+    pairs = sorted(set(zip(labels[wrong].tolist(), preds[wrong].tolist())))
+    correct_classes = set(labels[~wrong].tolist())
+    for true, pred in pairs:
+        got = client.get(f"/api/confusions/{true}/{pred}", params={"top": 3, "profile": "true"}).json()
+        np.testing.assert_allclose(got["profile"], z[(labels == true) & (preds == pred)].mean(axis=0), atol=TOL)
+        if true in correct_classes:
+            np.testing.assert_allclose(got["class_profile"], z[~wrong & (labels == true)].mean(axis=0), atol=TOL)
+        else:
+            assert got["class_profile"] is None
+        assert got["top_filters"][0]["mean_z"] == pytest.approx(max(got["profile"]), abs=TOL)
+    plain = client.get(f"/api/confusions/{pairs[0][0]}/{pairs[0][1]}").json()
+    assert plain["profile"] is None and plain["class_profile"] is None
+
+
 def test_map_and_failure_modes(client, reference, arrays):
     z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
     mistakes = np.flatnonzero(labels != preds)

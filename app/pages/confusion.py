@@ -41,7 +41,7 @@ def layout(client: BackendClient, info: dict, true_class: str = "", pred_class: 
             dcc.Location(id=f"{PREFIX}-nav", refresh="callback-nav"),
             html.Div([back, html.Div([html.H1(title), html.Span(f"{answer['count']:,} mistakes",
                                                                  className="chip chip-wrong", id=f"{PREFIX}-count")],
-                                     className="sample-header")], className="page-title"),
+                                     className="confusion-header")], className="page-title"),
             html.P(f"Every sample whose true class is {class_name(names, true)} and which the model predicts as "
                    f"{class_name(names, pred)}. Its fingerprint is the mean standardized saliency of each filter "
                    "over these mistakes: filters far above their usual gradient (z > 0) are the ones this kind of "

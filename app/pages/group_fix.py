@@ -139,8 +139,8 @@ def poll(client: BackendClient, answer: dict) -> tuple[dict, bool]:
 
 def _change(before: float, after: float) -> html.Td:
     points = 100 * (after - before)
-    kind = "flip-fixed" if points > 0.05 else ("flip-broken" if points < -0.05 else "")
-    return html.Td(f"{points:+.1f} pts", className=f"flip {kind}".strip())
+    kind = "change-up" if points > 0.05 else ("change-down" if points < -0.05 else "change-none")
+    return html.Td(f"{points:+.1f} pts", className=kind)
 
 
 def _row(what: str, accuracy: dict | None, row_id: str, pending=None) -> html.Tr:

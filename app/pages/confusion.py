@@ -85,7 +85,8 @@ def filter_table(answer: dict) -> html.Table:
     rows = confusion_figures.filter_rows(answer["top_filters"], answer.get("class_profile"))
     header = html.Tr([html.Th("filter", scope="col"), html.Th("mean z, these mistakes", scope="col"),
                       html.Th("mean z, correct", scope="col"), html.Th("difference", scope="col")])
-    body = [html.Tr([html.Td(dcc.Link(row["name"], href=f"/filter/{row['filter']}", id=f"{PREFIX}-filter-{row['filter']}",
+    body = [html.Tr([html.Td(dcc.Link(row["name"], href=f"/filter/{row['filter']}",
+                                      id=f"{PREFIX}-filter-{row['filter']}",
                                       title=f"filter id {row['filter']}: its page")),
                      html.Td(f"{row['mean_z']:.2f}"),
                      html.Td("—" if row["correct_z"] is None else f"{row['correct_z']:.2f}"),

@@ -43,20 +43,10 @@ def layout(prefix: str, group: dict, title: str = "Fix this kind of mistake", cl
         dcc.Store(id=i["group"], data=group),
         dcc.Store(id=i["answer"]),
         dcc.Interval(id=i["poll"], interval=POLL_MS, disabled=True),
-        html.Div([html.Label("change"),
-                  dcc.RadioItems(id=i["intervention"], value="prune", inline=True, className="radio-row",
-                                 options=[{"label": v, "value": k} for k, v in INTERVENTIONS.items()])],
-                 className="control"),
-        html.Div([html.Label("how many of the filters the group shares"),
-                  dcc.RadioItems(id=i["top-k"], value=10, inline=True, className="radio-row",
-                                 options=[{"label": str(k), "value": k} for k in TOP_KS])], className="control"),
-        html.Div([html.Label("chosen by"),
-                  dcc.RadioItems(id=i["mode"], value="salient", inline=True, className="radio-row",
-                                 options=[{"label": v, "value": k} for k, v in MODES.items()])],
-                 className="control"),
-        html.Div([html.Label("step size (fine-tune only)"),
-                  dcc.RadioItems(id=i["step"], value=0.001, inline=True, className="radio-row",
-                                 options=[{"label": f"{s:g}", "value": s} for s in STEPS])], className="control"),
+        _choice("change", i["intervention"], "prune", INTERVENTIONS),
+        _choice("how many of the filters the group shares", i["top-k"], 10, {k: str(k) for k in TOP_KS}),
+        _choice("chosen by", i["mode"], "salient", MODES),
+        _choice("step size (fine-tune only)", i["step"], 0.001, {s: f"{s:g}" for s in STEPS}),
         html.Div([html.Button("Run", id=i["run"], n_clicks=0, className="btn btn-primary",
                               title="apply the change to a copy of the model and re-evaluate"),
                   html.A("download the patched weights (.safetensors)", id=i["download"], download="",
@@ -71,6 +61,14 @@ def layout(prefix: str, group: dict, title: str = "Fix this kind of mistake", cl
     outcome = html.Div([html.Div(id=i["status"], role="status"),
                         dcc.Loading(html.Div(id=i["result"]), type="dot", delay_show=150)])
     return card(title, controls, outcome, id=f"{prefix}-fix-card", className=className)
+
+
+def _choice(label: str, element_id: str, value, options: dict) -> html.Div:
+    """A labelled row of radio buttons (``options``: value -> label)."""
+    return html.Div([html.Label(label),
+                     dcc.RadioItems(id=element_id, value=value, inline=True, className="radio-row",
+                                    options=[{"label": text, "value": key} for key, text in options.items()])],
+                    className="control")
 
 
 def export_href(group: dict, intervention: str, *, top_k: int, mode: str, step: float, seed: int = 0) -> str:
@@ -202,7 +200,8 @@ def register(app, client: BackendClient, prefix: str) -> None:
         answer, status = run(client, group, intervention, int(top_k), mode, float(step))
         return answer, status, not (answer and answer.get("dataset_job") and answer.get("dataset_accuracy") is None)
 
-    @app.callback(Output(i["answer"], "data", allow_duplicate=True), Output(i["poll"], "disabled", allow_duplicate=True),
+    @app.callback(Output(i["answer"], "data", allow_duplicate=True),
+                  Output(i["poll"], "disabled", allow_duplicate=True),
                   Input(i["poll"], "n_intervals"), State(i["answer"], "data"), prevent_initial_call=True)
     def _poll(_n, answer):
         if not answer or not answer.get("dataset_job"):

@@ -168,9 +168,9 @@ class FakeBackend:
         top = [{**f, "mean_z": float(mean[f["filter"]])}
                for f in self.top_filters_of(mean, int(q.get("top", 20)))]
         profile = q.get("profile") == "true"
+        baseline = self.z[correct].mean(axis=0).tolist() if profile and correct.any() else None
         return self._json({"count": int(members.size), "sample_ids": members.tolist(), "top_filters": top,
-                           "profile": mean.tolist() if profile else None,
-                           "class_profile": self.z[correct].mean(axis=0).tolist() if profile and correct.any() else None})
+                           "profile": mean.tolist() if profile else None, "class_profile": baseline})
 
     def top_filters_of(self, values: np.ndarray, top: int) -> list[dict]:
         out = []

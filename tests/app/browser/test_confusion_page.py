@@ -94,8 +94,8 @@ def test_filter_link_and_mistake_thumbnail_open_their_pages(browser, ui, backend
     sample = urlparse(tile.get_attribute("href")).path
     click(browser, tile)
     heading = f"#{sample.rsplit('/', 1)[1]}"
-    wait_for(browser, lambda d: path_of(d) == sample and heading in d.find_element(By.CSS_SELECTOR, ".sample-header h1").text,
-             what="the sample page")
+    wait_for(browser, lambda d: path_of(d) == sample
+             and heading in d.find_element(By.CSS_SELECTOR, ".sample-header h1").text, what="the sample page")
 
 
 @pytest.mark.parametrize("path, words", [("/confusion/0/0", "two different classes"),

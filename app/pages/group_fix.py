@@ -58,8 +58,9 @@ def layout(prefix: str, group: dict, title: str = "Fix this kind of mistake", cl
                "plain SGD step of the group's loss on their weights only. Both act on a copy: the served model "
                "never changes.", className="hint"),
     ])
-    outcome = html.Div([html.Div(id=i["status"], role="status"),
-                        dcc.Loading(html.Div(id=i["result"]), type="dot", delay_show=150)])
+    # one spinner while the change is computed (status) and while the outcome is drawn
+    outcome = dcc.Loading(html.Div([html.Div(id=i["status"], role="status"), html.Div(id=i["result"])]),
+                          type="dot", delay_show=150)
     return card(title, controls, outcome, id=f"{prefix}-fix-card", className=className)
 
 
@@ -193,18 +194,19 @@ def register(app, client: BackendClient, prefix: str) -> None:
     controls = [State(i[k], "value") for k in ("intervention", "top-k", "mode", "step")]
 
     @app.callback(Output(i["answer"], "data"), Output(i["status"], "children"), Output(i["poll"], "disabled"),
-                  Input(i["run"], "n_clicks"), State(i["group"], "data"), *controls, prevent_initial_call=True)
-    def _run(clicks, group, intervention, top_k, mode, step):
-        if not clicks:
-            return no_update, no_update, no_update
+                  Input(i["run"], "n_clicks"), State(i["group"], "data"), *controls, prevent_initial_call=True,
+                  running=[(Output(i["run"], "disabled"), True, False)])
+    def _run(_clicks, group, intervention, top_k, mode, step):
         answer, status = run(client, group, intervention, int(top_k), mode, float(step))
-        return answer, status, not (answer and answer.get("dataset_job") and answer.get("dataset_accuracy") is None)
+        if answer is None:  # refused (e.g. the last run's dataset evaluation still going): keep what is shown
+            return no_update, status, no_update
+        return answer, None, not (answer.get("dataset_job") and answer.get("dataset_accuracy") is None)
 
     @app.callback(Output(i["answer"], "data", allow_duplicate=True),
                   Output(i["poll"], "disabled", allow_duplicate=True),
                   Input(i["poll"], "n_intervals"), State(i["answer"], "data"), prevent_initial_call=True)
     def _poll(_n, answer):
-        if not answer or not answer.get("dataset_job"):
+        if not answer or not answer.get("dataset_job") or answer.get("dataset_accuracy") is not None:
             return no_update, True
         return poll(client, answer)
 

@@ -341,3 +341,26 @@ class BackendClient:
         return self._png(f"{subject.path}/input-saliency.png",
                          params=subject.params(filters=",".join(str(int(f)) for f in filters)),
                          timeout=self.slow_timeout)
+
+    # -- confusions and group what-ifs (issues 12 and 13) ----------------------------------------------
+
+    def confusion(self, true_class: int, pred_class: int, top: int = 20, profile: bool = False) -> dict:
+        """One (true, predicted) pair: ``count``, ``sample_ids``, ``top_filters``; ``profile``: also its mean
+        profile over every filter and its true class's correct samples' (``class_profile``, may be None)."""
+        params: dict[str, Any] = {"top": top}
+        if profile:
+            params["profile"] = "true"
+        return self._json("GET", f"/api/confusions/{int(true_class)}/{int(pred_class)}", params=params,
+                          timeout=self.slow_timeout)
+
+    def group_intervention(self, intervention: Literal["prune", "finetune"], group: dict, **params: Any) -> dict:
+        """Prune or fine-tune the filters a group shares (``group``: ``{"confusion": [t, p]}`` or
+        ``{"sample_ids": [...]}``); ``params``: top_k, mode, step, neighbors, seed. The dataset's accuracy
+        after may come later, from the job ``dataset_job``."""
+        return self._json("POST", f"/api/groups/{intervention}", json={**group, **params},
+                          timeout=self.slow_timeout)
+
+    def group_export(self, intervention: Literal["prune", "finetune"], group: dict, **params: Any) -> bytes:
+        """The patched weights of the same change, as safetensors bytes (the served model never changes)."""
+        body = {**group, **params, "intervention": intervention}
+        return self._request("POST", "/api/groups/export", json=body, timeout=self.slow_timeout).content

@@ -42,7 +42,8 @@ def layout(client: BackendClient, info: dict, **_query) -> html.Div:
                     card("Where the model goes wrong",
                          dcc.Loading(html.Div(id=f"{PREFIX}-confusion-box"), type="dot"),
                          className="col-7",
-                         extra=html.Span("confusion matrix: click a cell to see those samples", className="hint")),
+                         extra=html.Span("confusion matrix: click a cell to see that kind of mistake",
+                                         className="hint")),
                     card("Most frequent confusions", dcc.Loading(html.Div(id=f"{PREFIX}-top-confusions"), type="dot"),
                          html.P("Parameter-space saliency asks which filters are responsible for a mistake: "
                                 "the gradient of the loss with respect to each filter, standardized over the "
@@ -82,17 +83,27 @@ def gallery_href(true_class: int | None, pred_class: int | None) -> str:
     return "/mistakes" + (f"?{urlencode(query)}" if query else "")
 
 
+def confusion_href(true_class: int, pred_class: int) -> str:
+    """The page of one kind of mistake (app/pages/confusion.py)."""
+    return f"/confusion/{int(true_class)}/{int(pred_class)}"
+
+
+def cell_href(true_class: int, pred_class: int) -> str:
+    """Where a matrix cell leads: a confusion's own page, or the gallery for the diagonal (correct samples)."""
+    return gallery_href(true_class, pred_class) if true_class == pred_class else confusion_href(true_class, pred_class)
+
+
 def confusion_table(confusion: np.ndarray, names) -> html.Details:
-    """The matrix as a table (its text alternative): every count links to its samples, so the keyboard
+    """The matrix as a table (its text alternative): every count links to its cell's page, so the keyboard
     reaches every cell."""
     n = len(confusion)
     header = html.Tr([html.Th("true ↓ / predicted →", scope="col")]
                      + [html.Th(class_name(names, p), scope="col") for p in range(n)])
     rows = [html.Tr([html.Th(class_name(names, t), scope="row")]
-                    + [html.Td(dcc.Link(f"{int(confusion[t, p]):,}", href=gallery_href(t, p),
+                    + [html.Td(dcc.Link(f"{int(confusion[t, p]):,}", href=cell_href(t, p),
                                         title=f"true {class_name(names, t)}, predicted {class_name(names, p)}"))
                        for p in range(n)]) for t in range(n)]
-    return html.Details([html.Summary("the matrix as a table (keyboard: every count opens its samples)"),
+    return html.Details([html.Summary("the matrix as a table (keyboard: every count opens its page)"),
                          html.Table([html.Thead(header), html.Tbody(rows)], className="flip-table",
                                     id=f"{PREFIX}-confusion-table")], className="table-details")
 
@@ -115,7 +126,7 @@ def render(client: BackendClient, by_layer: bool = True) -> tuple:
     rows = [
         dcc.Link([html.Span(class_name(names, t), className="conf-true"), html.Span(" → ", className="arrow"),
                   html.Span(class_name(names, p), className="conf-pred"), html.Span(f"{c:,}", className="conf-count")],
-                 href=gallery_href(t, p), className="conf-row")
+                 href=confusion_href(t, p), className="conf-row")
         for t, p, c in top_confusions(confusion, names)
     ]
     top = html.Div(rows or [alert("No mistakes at all.", "info")], className="conf-list")
@@ -135,12 +146,12 @@ def render(client: BackendClient, by_layer: bool = True) -> tuple:
 
 
 def confusion_click(click_data, names) -> str | None:
-    """A click on a confusion cell -> the gallery URL of those samples (None: not a cell).
+    """A click on a confusion cell -> its page (``cell_href``; None: not a cell).
 
     Dash passes a heatmap click as the cell's axis labels (no customdata), so map class names back."""
     try:
         point = click_data["points"][0]
-        return gallery_href(list(names).index(point["y"]), list(names).index(point["x"]))
+        return cell_href(list(names).index(point["y"]), list(names).index(point["x"]))
     except (TypeError, KeyError, IndexError, ValueError):
         return None
 

@@ -79,7 +79,9 @@ class AnalysisService:
             **{f"{name}_mean": float(values.mean()) if values.size else None for name, values in groups.items()},
         }
 
-    def confusion(self, true_class: int, pred_class: int, top: int) -> dict:
+    def confusion(self, true_class: int, pred_class: int, top: int, profile: bool = False) -> dict:
+        """The pair's mistakes and top filters; ``profile``: also its whole fingerprint, and the true class's
+        correct samples' mean profile beside it (None when the class has no correct sample)."""
         for name, value in (("true_class", true_class), ("pred_class", pred_class)):
             if not 0 <= value < self.num_classes:
                 raise NotFound(f"no class {value} ({name}): classes are 0..{self.num_classes - 1}")
@@ -94,11 +96,18 @@ class AnalysisService:
         mean_z = a.pair_means[match[0]].astype(np.float64)
         best = np.lexsort((np.arange(mean_z.size), -mean_z))[:top]
         members = (self.artifacts.labels == true_class) & (self.artifacts.preds == pred_class)
-        return {
+        answer = {
             "count": int(a.pair_counts[match[0]]),
             "sample_ids": np.flatnonzero(members).tolist(),
             "top_filters": [{**self._describe(int(f)), "mean_z": float(mean_z[f])} for f in best],
+            "profile": None,
+            "class_profile": None,
         }
+        if profile:
+            correct = np.flatnonzero(a.class_ids == true_class)
+            answer["profile"] = mean_z.tolist()
+            answer["class_profile"] = a.class_means[correct[0]].astype(np.float64).tolist() if correct.size else None
+        return answer
 
     def mistake_map(self, space: str) -> dict:
         if space not in SPACES:

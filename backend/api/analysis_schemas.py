@@ -52,6 +52,10 @@ class ConfusionOut(BaseModel):
     count: int
     sample_ids: list[int] = Field(description="the pair's mistakes, ascending")
     top_filters: list[RankedFilter] = Field(description="largest mean_z first (ties: smaller filter)")
+    profile: list[float] | None = Field(None, description="with ?profile=true: the pair's mean standardized "
+                                                          "profile, one value per filter (its fingerprint)")
+    class_profile: list[float] | None = Field(None, description="with ?profile=true: the mean standardized profile "
+                                                                "of the true class's correct samples (null: none)")
 
 
 class MapPoint(BaseModel):

@@ -41,6 +41,7 @@ class FakeBackend:
         self.delay = 0.0
         self.uploads = 0
         self.jobs: dict[str, dict] = {}  # experiment runs started through the API, by id
+        self.dataset_jobs = False  # group what-ifs answer the dataset's accuracy through a job (a large dataset)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -155,6 +156,48 @@ class FakeBackend:
         self.jobs[job["id"]] = job
         return 202, "application/json", json.dumps(job).encode()
 
+    def confusion(self, true: int, pred: int, q: dict) -> tuple[int, str, bytes]:
+        if true == pred:
+            return 422, "application/json", json.dumps({"detail": "a confusion needs two different classes"}).encode()
+        members = np.flatnonzero((self.labels == true) & (self.preds == pred))
+        if members.size == 0:
+            detail = f"no sample of class {true} is predicted as {pred}"
+            return 404, "application/json", json.dumps({"detail": detail}).encode()
+        mean = self.z[members].mean(axis=0)
+        correct = (self.labels == true) & (self.preds == true)
+        top = [{**f, "mean_z": float(mean[f["filter"]])}
+               for f in self.top_filters_of(mean, int(q.get("top", 20)))]
+        profile = q.get("profile") == "true"
+        baseline = self.z[correct].mean(axis=0).tolist() if profile and correct.any() else None
+        return self._json({"count": int(members.size), "sample_ids": members.tolist(), "top_filters": top,
+                           "profile": mean.tolist() if profile else None, "class_profile": baseline})
+
+    def top_filters_of(self, values: np.ndarray, top: int) -> list[dict]:
+        out = []
+        for f in np.argsort(-values, kind="stable")[:top]:
+            name, start, _ = next(layer for layer in LAYERS if layer[1] <= f < layer[2])
+            out.append({"filter": int(f), "layer": name, "channel": int(f - start)})
+        return out
+
+    def group(self, intervention: str, body: dict) -> dict:
+        """Every member's prediction becomes right; the neighbours' stay; the dataset from a job if asked."""
+        true, pred = body["confusion"]
+        ids = np.flatnonzero((self.labels == true) & (self.preds == pred))
+        rows = [{"id": int(i), "label": int(self.labels[i]), "before": {"pred": int(self.preds[i]), "probs": []},
+                 "after": {"pred": int(self.labels[i]), "probs": []}} for i in ids]
+        answer = {"intervention": intervention, "filters": list(range(int(body.get("top_k", 10)))), "group": rows,
+                  "group_accuracy": {"before": 0.0, "after": 1.0}, "neighbors": [], "neighbors_accuracy": None,
+                  "dataset_accuracy": None, "dataset_job": None}
+        if self.dataset_jobs:
+            job = {"id": f"dataset{len(self.jobs)}", "kind": "dataset-accuracy", "title": "dataset accuracy",
+                   "state": "running", "progress": 0.5, "message": "", "started": 0.0, "finished": None,
+                   "result": None, "error": None}
+            self.jobs[job["id"]] = job
+            answer["dataset_job"] = job["id"]
+        else:
+            answer["dataset_accuracy"] = {"before": float(np.mean(self.labels == self.preds)), "after": 0.5}
+        return answer
+
     def answer(self, method: str, path: str, q: dict, body: bytes) -> tuple[int, str, bytes]:
         if path in self.overrides:
             status, payload = self.overrides[path]
@@ -179,6 +222,12 @@ class FakeBackend:
             if method == "DELETE":
                 job["state"] = "cancelled"
             return self._json(job)
+        if len(parts) == 4 and parts[1] == "confusions":
+            return self.confusion(int(parts[2]), int(parts[3]), q)
+        if path in ("/api/groups/prune", "/api/groups/finetune") and method == "POST":
+            return self._json(self.group(parts[2], json.loads(body)))
+        if path == "/api/groups/export" and method == "POST":
+            return 200, "application/octet-stream", b"weights for " + body
         if path == "/api/uploads" and method == "POST":
             if b"\x89PNG" not in body:
                 return 415, "application/json", json.dumps({"detail": "not an image in a supported format"}).encode()

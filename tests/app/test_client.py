@@ -145,3 +145,15 @@ def test_slow_maps_do_not_hold_up_other_calls(client, fake):
     start = time.perf_counter()
     client.parallel(client.health, client.health)
     assert time.perf_counter() - start < 0.3 * 2  # not queued behind the maps
+
+
+def test_confusion_and_group_routes(client, fake):
+    pair = next((int(t), int(p)) for t, p in zip(fake.labels, fake.preds) if t != p)
+    plain = client.confusion(*pair, top=3)
+    assert fake.requests[-1][1:3] == (f"/api/confusions/{pair[0]}/{pair[1]}", {"top": "3"})
+    assert plain["profile"] is None and len(plain["top_filters"]) == 3
+    assert len(client.confusion(*pair, profile=True)["profile"]) == 12
+    assert fake.requests[-1][2] == {"top": "20", "profile": "true"}
+    client.group_intervention("prune", {"confusion": list(pair)}, top_k=4)
+    assert fake.requests[-1][:2] == ("POST", "/api/groups/prune")
+    assert client.group_export("prune", {"confusion": list(pair)}, top_k=4).startswith(b"weights for ")

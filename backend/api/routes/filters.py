@@ -39,9 +39,10 @@ def filter_distribution(
 def confusion(
     true_class: int = Path(ge=0), pred_class: int = Path(ge=0),
     top: int = Query(20, ge=1, description="how many filters (at most the model's filter count)"),
+    profile: bool = Query(False, description="also the pair's whole mean profile and its true class's"),
     analysis: AnalysisService = Depends(get_analysis),
 ) -> dict:
-    return analysis.confusion(true_class, pred_class, top)
+    return analysis.confusion(true_class, pred_class, top, profile)
 
 
 @router.get("/map", response_model=MapOut, summary="2-D map of every misclassified sample")

@@ -365,8 +365,8 @@ def test_keyboard_reaches_every_confusion_cell_and_the_upload(browser, ui):
     assert len(links) == classes * classes
     browser.execute_script("arguments[0].focus()", links[1])  # true 0, predicted 1
     links[1].send_keys(Keys.ENTER)
-    settle(browser, lambda d: urlparse(d.current_url).path == "/mistakes", "the cell's samples")
-    assert query(browser) == {"true": "0", "pred": "1"}
+    settle(browser, lambda d: urlparse(d.current_url).path == "/confusion/0/1", "the cell's confusion page")
+    assert browser.find_elements(By.CSS_SELECTOR, ".page h1")
     browser.get(ui + "/upload")
     settle(browser, lambda d: d.find_elements(By.ID, "upload-choose"), "the upload page")
     # Tab from the class dropdown lands on the visible "choose a file" button, not an invisible input

@@ -156,6 +156,10 @@ def test_overview_and_confusion_click(browser, ui, output_dir):
     plot = browser.find_element(By.CSS_SELECTOR, "#overview-confusion .js-plotly-plot")
     # Plotly emits a click for the point under the hover, so hover first
     ActionChains(browser).move_to_element_with_offset(plot, int(x), int(y)).pause(0.3).click().perform()
+    # the cell opens its confusion's page, which leads on to those samples in the gallery
+    wait_for(browser, lambda d: urlparse(d.current_url).path == f"/confusion/{true_class}/{pred_class}",
+             what="the confusion page")
+    click(browser, wait_for(browser, lambda d: d.find_elements(By.ID, "confusion-gallery"), what="the gallery link")[0])
     wait_for(browser, lambda d: urlparse(d.current_url).path == "/mistakes", what="the gallery")
     query = parse_qs(urlparse(browser.current_url).query)
     assert query == {"true": [str(true_class)], "pred": [str(pred_class)]}

@@ -1,5 +1,5 @@
 """Overview callbacks as functions: the summary figures, the top confusions, and a confusion-cell click
-turning into a gallery link."""
+turning into a link to that confusion's page (the diagonal: the gallery)."""
 
 import numpy as np
 
@@ -21,10 +21,10 @@ def test_render_draws_everything(client, fake):
     confusion, top, fig2, fig1 = overview.render(client)
     graph, table = confusion.children
     assert graph.figure.data[1].z[0][1] == fake.summary()["confusion"][0][1]
-    assert "/mistakes?true=0&pred=1" in str(table)  # every cell is also a link in the table
+    assert "/confusion/0/1" in str(table) and "/mistakes?true=0&pred=0" in str(table)  # every cell is a link too
     assert {t.name for t in fig2.figure.data} == {"correct", "misclassified"}
     assert len(fig1.figure.data[0].y) == 12
-    assert "/mistakes?true=" in str(top)
+    assert "/confusion/" in str(top)
 
 
 def test_render_without_mistakes_explains(client, fake):
@@ -37,6 +37,7 @@ def test_top_confusions_and_click():
     m = np.array([[5, 3, 0], [9, 1, 1], [0, 0, 4]])
     assert overview.top_confusions(m, ["a", "b", "c"]) == [(1, 0, 9), (0, 1, 3), (1, 2, 1)]
     names = ["a", "b", "c"]
-    assert overview.confusion_click({"points": [{"x": "a", "y": "b", "z": 9}]}, names) == "/mistakes?true=1&pred=0"
+    assert overview.confusion_click({"points": [{"x": "a", "y": "b", "z": 9}]}, names) == "/confusion/1/0"
+    assert overview.confusion_click({"points": [{"x": "c", "y": "c", "z": 4}]}, names) == "/mistakes?true=2&pred=2"
     assert overview.confusion_click({"points": []}, names) is None
     assert overview.confusion_click({"points": [{"x": "zzz", "y": "b"}]}, names) is None

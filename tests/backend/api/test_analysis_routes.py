@@ -82,6 +82,52 @@ def test_confusion(client, reference, arrays):
     assert got["top_filters"][0]["layer"] == reference.artifacts.layout.locate(int(expected[0]))[0]
 
 
+def test_confusion_fingerprint(client, arrays):
+    """?profile=true adds the pair's whole mean profile and its true class's correct samples' mean profile."""
+    z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
+    wrong = labels != preds
+    pairs = sorted(set(zip(labels[wrong].tolist(), preds[wrong].tolist())))
+    correct_classes = set(labels[~wrong].tolist())
+    for true, pred in pairs:
+        got = client.get(f"/api/confusions/{true}/{pred}", params={"top": 3, "profile": "true"}).json()
+        np.testing.assert_allclose(got["profile"], z[(labels == true) & (preds == pred)].mean(axis=0), atol=TOL)
+        if true in correct_classes:
+            np.testing.assert_allclose(got["class_profile"], z[~wrong & (labels == true)].mean(axis=0), atol=TOL)
+        else:
+            assert got["class_profile"] is None
+        assert got["top_filters"][0]["mean_z"] == pytest.approx(max(got["profile"]), abs=TOL)
+    plain = client.get(f"/api/confusions/{pairs[0][0]}/{pairs[0][1]}").json()
+    assert plain["profile"] is None and plain["class_profile"] is None
+
+
+def test_confusion_fingerprint_beside_its_true_class():
+    """The tiny dir's model predicts one class only, so no confused class has correct samples there: this
+    case runs on synthetic profiles, through the precompute's own fingerprint sums."""
+    from types import SimpleNamespace
+
+    from backend.api.analysis import AnalysisService
+    from backend.store.analysis import Analysis
+    from precompute.analysis.fingerprints import Fingerprints
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(200, 9)).astype(np.float32)
+    labels, preds = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    sums = Fingerprints(4, 9).update(z, labels, preds)
+    class_ids, class_means, _ = sums.class_means()
+    pair_ids, pair_means, pair_counts = sums.confusion_means()
+    layout = SimpleNamespace(num_filters=9, locate=lambda i: ("conv.weight", i))
+    artifacts = SimpleNamespace(layout=layout, num_classes=4, labels=labels, preds=preds, directory=None)
+    service = AnalysisService(artifacts)
+    service._loaded, service._analysis = True, Analysis(
+        None, {"class_ids": class_ids, "class_means": class_means.astype(np.float32), "pair_ids": pair_ids,
+               "pair_means": pair_means.astype(np.float32), "pair_counts": pair_counts}, [])
+    for true, pred in ((1, 2), (3, 0)):
+        got = service.confusion(true, pred, 3, profile=True)
+        members = (labels == true) & (preds == pred)
+        np.testing.assert_allclose(got["profile"], z[members].mean(axis=0), atol=TOL)
+        np.testing.assert_allclose(got["class_profile"], z[(labels == true) & (preds == true)].mean(axis=0), atol=TOL)
+
+
 def test_map_and_failure_modes(client, reference, arrays):
     z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
     mistakes = np.flatnonzero(labels != preds)

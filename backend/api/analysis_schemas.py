@@ -67,6 +67,15 @@ class MapOut(BaseModel):
     points: list[MapPoint]
 
 
+class MapColumnsOut(BaseModel):
+    method: str | None
+    params: dict
+    ids: list[int] = Field(description="the mistakes, ascending")
+    x: list[float]
+    y: list[float]
+    cluster: list[int] = Field(description="each mistake's failure mode")
+
+
 class PairCount(BaseModel):
     true: int
     pred: int
@@ -79,3 +88,14 @@ class FailureModeOut(BaseModel):
     confusions: list[PairCount] = Field(description="by count, then pair")
     top_filters: list[RankedFilter]
     sample_ids: list[int]
+
+
+class SelectionIn(BaseModel):
+    sample_ids: list[int] = Field(description="the selected samples (at most 5,000; repeated ids count once)")
+    top: int = Field(20, description="how many filters (at most the model's filter count)")
+
+
+class SelectionFiltersOut(BaseModel):
+    count: int = Field(description="distinct samples averaged over")
+    top_filters: list[RankedFilter] = Field(description="largest mean standardized saliency over the selection "
+                                                        "first (ties: smaller filter)")

@@ -105,7 +105,9 @@ class AnalysisService:
         if fmt == "columns":
             # float32 coordinates in their shortest exact text: half the bytes of float64 text
             columns = {"ids": json.dumps(a.mistake_ids.tolist()), "x": _float32_json(xy[:, 0]),
-                       "y": _float32_json(xy[:, 1]), "cluster": json.dumps(a.failure_mode.tolist())}
+                       "y": _float32_json(xy[:, 1]), "cluster": json.dumps(a.failure_mode.tolist()),
+                       "label": json.dumps(self.artifacts.labels[a.mistake_ids].tolist()),
+                       "pred": json.dumps(self.artifacts.preds[a.mistake_ids].tolist())}
             encoded = (json.dumps(head)[:-1] + "".join(f',"{k}":{v}' for k, v in columns.items()) + "}").encode()
         else:
             ids, x, y, cluster = (a.mistake_ids.tolist(), xy[:, 0].tolist(), xy[:, 1].tolist(), a.failure_mode.tolist())

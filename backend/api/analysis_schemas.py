@@ -74,6 +74,8 @@ class MapColumnsOut(BaseModel):
     x: list[float]
     y: list[float]
     cluster: list[int] = Field(description="each mistake's failure mode")
+    label: list[int] = Field(description="each mistake's true class")
+    pred: list[int] = Field(description="each mistake's predicted class")
 
 
 class PairCount(BaseModel):

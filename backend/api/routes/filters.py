@@ -38,7 +38,7 @@ def confusion(
 def mistake_map(
     space: str = Query("saliency", description="saliency | feature"),
     format: str = Query("points", description="points (one object per mistake) | columns (one array per field, "
-                                              "about a third of the bytes)"),
+                                              "with label and pred; less than half the bytes)"),
     analysis: AnalysisService = Depends(get_analysis),
 ) -> Response:
     return Response(analysis.mistake_map(space, format), media_type="application/json")

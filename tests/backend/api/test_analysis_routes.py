@@ -211,6 +211,8 @@ def test_map_columns_hold_the_same_points(client, reference):
         assert (columns["method"], columns["params"]) == (points["method"], points["params"])
         assert columns["ids"] == [p["id"] for p in points["points"]] == analysis.mistake_ids.tolist()
         assert columns["cluster"] == [p["cluster"] for p in points["points"]] == analysis.failure_mode.tolist()
+        assert columns["label"] == reference.artifacts.labels[analysis.mistake_ids].tolist()
+        assert columns["pred"] == reference.artifacts.preds[analysis.mistake_ids].tolist()
         xy = getattr(analysis, f"{space}_xy")
         # the compact text reads back as exactly the stored float32 values
         assert np.array_equal(np.asarray([columns["x"], columns["y"]], dtype=np.float32).T, xy)

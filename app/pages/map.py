@@ -95,14 +95,16 @@ def layout(client: BackendClient, info: dict, **query) -> html.Div:
                                           {"label": "failure mode", "value": "mode"}])], className="control"),
         html.Button("Clear selection", id=f"{PREFIX}-clear", n_clicks=0, className="btn btn-small"),
     ], className="controls-row")
-    maps = [html.Div(card(TITLES[space], dcc.Loading(dcc.Graph(
-        id=graph_id(space), figure=mf.map_figure(mf.MapPoints.from_answer(EMPTY), "pair", names, title=""),
+    # no loading wrapper: it would hide the graph (and drop a lasso just drawn) while a highlight is applied
+    maps = [html.Div(card(TITLES[space], html.Div([dcc.Graph(
+        id=graph_id(space), figure=mf.map_figure(mf.MapPoints.from_answer(EMPTY), "pair", names, title="loading…"),
         config={"displaylogo": False, "scrollZoom": True, "modeBarButtonsToRemove": ["autoScale2d"]},
-        clear_on_unhover=True, className="clickable-graph"), type="dot", delay_show=300),
+        clear_on_unhover=True, className="clickable-graph"),
+        # the tooltip's box is relative to the graph, so both sit in one positioned box
         dcc.Tooltip(id=f"{graph_id(space)}-tip", children=[
             html.Img(id=f"{graph_id(space)}-tip-img", className="map-tip-img", alt="the hovered mistake"),
-            html.Div(id=f"{graph_id(space)}-tip-text", className="thumb-id")], direction="right")),
-        className="col-6 map-col") for space in SPACES]
+            html.Div(id=f"{graph_id(space)}-tip-text", className="thumb-id")], direction="right")],
+        className="map-graph-box")), className="col-6 map-col") for space in SPACES]
     mode_list = html.Div([mode_row(m, names, chosen is m) for m in modes] or [alert("No failure modes.", "info")],
                          id=f"{PREFIX}-modes", className="map-modes")
     return html.Div([
@@ -184,12 +186,15 @@ def figures_for(maps: dict, colour: str, names, selection) -> list:
                           selected=ids) for space in SPACES]
 
 
-def selection_patch(points: mf.MapPoints, colour: str, names, ids) -> Patch:
-    """Highlights ``ids`` on an already drawn map without sending its points again."""
+def selection_patch(points: mf.MapPoints, colour: str, names, ids, keep_outline: bool) -> Patch:
+    """Highlights ``ids`` on an already drawn map without sending its points again. The map the lasso was
+    drawn on gets the highlight too: Dash redraws a graph from its figure, which does not hold the browser's
+    own selection. ``keep_outline``: leave the lasso drawn there; other maps lose theirs."""
     patch = Patch()
     for i, chosen in enumerate(mf.selected_points(points, mf.groups(points, colour, names), ids)):
         patch["data"][i]["selectedpoints"] = None if chosen is None else chosen.tolist()
-    patch["layout"]["selections"] = []
+    if not keep_outline:
+        patch["layout"]["selections"] = []
     return patch
 
 
@@ -211,6 +216,8 @@ SELECT_JS = """function(saliency, feature) {
     const source = trig.prop_id.indexOf('map-saliency.') === 0 ? 'saliency' : 'feature';
     const data = source === 'saliency' ? saliency : feature;
     if (!data || !data.points) { return null; }
+    // an empty selection is also what a redraw of the map reports; a double click (no selection) clears
+    if (!data.points.length) { return window.dash_clientside.no_update; }
     const ids = Array.from(new Set(data.points.map(p => p.customdata).filter(v => v !== undefined)));
     ids.sort((a, b) => a - b);
     return {ids: ids, source: source, mode: null};
@@ -272,7 +279,7 @@ def register(app, client: BackendClient) -> None:
         if ctx.triggered_id is None:  # the page's first draw already shows its selection
             return panel, no_update, no_update, no_update, classes
         source = selection.get("source") if selection else None
-        patches = [no_update if space == source else selection_patch(maps[space][0], colour, names, selection_ids(selection))
+        patches = [selection_patch(maps[space][0], colour, names, selection_ids(selection), keep_outline=space == source)
                    for space in SPACES]
         return panel, *patches, url(colour, selection), classes
 

@@ -33,19 +33,23 @@ EMPTY = {"ids": [], "x": [], "y": [], "cluster": [], "label": [], "pred": []}  #
 TITLES = {"saliency": "Saliency space (parameter-saliency profiles)", "feature": "Feature space (penultimate features)"}
 
 
+def mistakes(count: int) -> str:
+    return f"{count:,} mistake{'' if count == 1 else 's'}"
+
+
 def graph_id(space: str) -> str:
     return f"{PREFIX}-{space}"
 
 
 def intro(methods: dict) -> html.Div:
-    how = ", ".join(sorted({str(m) for m in methods.values() if m})) or "a 2-D embedding"
+    how = ", ".join(sorted({str(m) for m in methods.values() if m})) or "method not recorded"
     return html.Div([
         html.P(["Every misclassified sample is one dot. ", html.B("Saliency space"), " (left) places mistakes by "
                 "their parameter-saliency profile, i.e. which filters the loss blames, so mistakes that sit together "
                 "go wrong for the same internal reason. ", html.B("Feature space"), " (right) places the same "
                 "mistakes by the model's penultimate features, i.e. what the image looks like to the model."]),
-        html.P([f"Positions come from {how}: only nearness means something, not the axes or the distances between "
-                "far groups. Colour by the confusion (true → predicted class) or by failure mode (clusters of the "
+        html.P([f"Positions are a 2-D embedding ({how}): only nearness means something, not the axes or the "
+                "distances between far groups. Colour by the confusion (true → predicted class) or by failure mode (clusters of the "
                 "mistakes in saliency space, listed below). Hover a dot for its image, click it to open the sample, "
                 "and drag a lasso or a box over either map to select mistakes: the same mistakes light up in the "
                 "other map, and the panel below shows them and the filters they share."], className="hint"),
@@ -59,7 +63,7 @@ def mode_row(mode: dict, names, active: bool) -> html.Div:
     filters = [dcc.Link(filter_label(f), href=f"/filter/{f['filter']}", title=f"mean z {f['mean_z']:.2f}",
                         className="map-filter-link") for f in mode["top_filters"][:MODE_FILTERS]]
     return html.Div([
-        html.Button(f"Mode {mode['cluster']} · {mode['size']:,} mistakes", id={"type": f"{PREFIX}-mode", "index": mode["cluster"]},
+        html.Button(f"Mode {mode['cluster']} · {mistakes(mode['size'])}", id={"type": f"{PREFIX}-mode", "index": mode["cluster"]},
                     n_clicks=0, className=mode_button_class(active), title="highlight this mode's mistakes"),
         html.Div(pairs, className="mode-row"),
         html.Div([html.Span("shared filters: ", className="hint"), *_joined(filters)], className="map-mode-filters"),
@@ -146,8 +150,8 @@ def render_selection(client: BackendClient, selection, points: mf.MapPoints, nam
                      "filters they share.", "info")
     ids = np.unique(np.asarray(ids, dtype=np.int64))
     where = {"saliency": "in saliency space", "feature": "in feature space"}.get(selection.get("source"), "")
-    title = (f"Failure mode {selection['mode']}: {ids.size:,} mistakes" if selection.get("source") == "mode"
-             else f"{ids.size:,} mistakes selected {where}")
+    title = (f"Failure mode {selection['mode']}: {mistakes(ids.size)}" if selection.get("source") == "mode"
+             else f"{mistakes(ids.size)} selected {where}")
     if not ids.size:
         return html.Div([html.H4(title, id=f"{PREFIX}-selection-title"), alert("The selection holds no mistakes.", "info")])
     rows = np.flatnonzero(np.isin(points.ids, ids))
@@ -182,7 +186,7 @@ def render_selection(client: BackendClient, selection, points: mf.MapPoints, nam
 
 def figures_for(maps: dict, colour: str, names, selection) -> list:
     ids = selection_ids(selection)
-    return [mf.map_figure(maps[space][0], colour, names, title=f"{len(maps[space][0]):,} mistakes · {maps[space][1]}",
+    return [mf.map_figure(maps[space][0], colour, names, title=f"{mistakes(len(maps[space][0]))} · {maps[space][1]}",
                           selected=ids) for space in SPACES]
 
 
@@ -254,7 +258,7 @@ def register(app, client: BackendClient) -> None:
             return no_update, no_update, message, "", no_update
         methods = {space: method for space, (_, method) in maps.items()}
         return (*figures_for(maps, colour, names, selection), intro(methods),
-                f"{len(maps['saliency'][0]):,} mistakes", url(colour, selection))
+                mistakes(len(maps['saliency'][0])), url(colour, selection))
 
     @app.callback(
         Output(f"{PREFIX}-selection-panel", "children"),

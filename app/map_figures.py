@@ -1,10 +1,9 @@
 """Figures of the map of the mistakes, as pure functions of the map's arrays (no HTTP, no Dash state).
 
 A map is drawn as WebGL scatter traces (``go.Scattergl``), one per colour group, holding numpy arrays (Plotly
-sends them to the browser as binary), so 50,000 points cost about a megabyte and stay smooth to pan,
-hover and lasso. Each point's customdata is its sample id only, as a plain list (Dash reads a point's
-customdata for its events from the figure's data, where a binary array cannot be indexed); the page looks
-everything else up by id.
+sends them to the browser as binary), so 50,000 points cost well under a megabyte and stay smooth to pan,
+hover and lasso. Each point's customdata is its sample id only (binary too: Dash's event data cannot index it,
+so the page's browser code reads a point's id from the drawn trace); the page looks everything else up by id.
 """
 
 from __future__ import annotations
@@ -112,7 +111,7 @@ def map_figure(points: MapPoints, colouring: str, names: Sequence[str], *, title
     size = marker_size(len(points))
     for group, chosen in zip(traces, selected_points(points, traces, selected)):
         fig.add_trace(go.Scattergl(
-            x=points.x[group.rows], y=points.y[group.rows], customdata=points.ids[group.rows].tolist(), name=group.name,
+            x=points.x[group.rows], y=points.y[group.rows], customdata=points.ids[group.rows], name=group.name,
             mode="markers", marker=dict(color=group.colour, size=size, opacity=0.85, line=dict(width=0)),
             selectedpoints=chosen, selected=dict(marker=dict(opacity=1.0)),
             unselected=dict(marker=dict(opacity=0.08)), hovertemplate=HOVER,

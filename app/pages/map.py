@@ -207,12 +207,25 @@ def url(colour: str, selection) -> str:
     return STATE.build({"colour": colour, "mode": mode})
 
 
+# A point's id is its trace's customdata at the point's index. Dash's event data cannot carry it (the figure
+# holds the ids as a binary array), so these read it from the drawn graph.
+POINT_ID_JS = """
+    function pointIds(graph, points) {
+        const gd = document.getElementById(graph).querySelector('.js-plotly-plot');
+        const traces = {};
+        for (const t of gd._fullData) { traces[t.index] = t.customdata; }
+        return points.map(p => traces[p.curveNumber][p.pointIndex === undefined ? p.pointNumber : p.pointIndex]);
+    }
+"""
+
 HOVER_JS = """function(hover) {
     const none = window.dash_clientside.no_update;
     if (!hover || !hover.points || !hover.points.length) { return [false, none, none, none]; }
-    const p = hover.points[0];
-    return [true, p.bbox, '/media/samples/' + p.customdata + '/image.png', '#' + p.customdata + ' · click to open'];
-}"""
+    %s
+    const graph = window.dash_clientside.callback_context.triggered[0].prop_id.split('.')[0];
+    const id = pointIds(graph, hover.points.slice(0, 1))[0];
+    return [true, hover.points[0].bbox, '/media/samples/' + id + '/image.png', '#' + id + ' · click to open'];
+}""" % POINT_ID_JS
 
 SELECT_JS = """function(saliency, feature) {
     const trig = (window.dash_clientside.callback_context.triggered || [])[0];
@@ -222,19 +235,20 @@ SELECT_JS = """function(saliency, feature) {
     if (!data || !data.points) { return null; }
     // an empty selection is also what a redraw of the map reports; a double click (no selection) clears
     if (!data.points.length) { return window.dash_clientside.no_update; }
-    const ids = Array.from(new Set(data.points.map(p => p.customdata).filter(v => v !== undefined)));
+    %s
+    const ids = Array.from(new Set(pointIds('map-' + source, data.points)));
     ids.sort((a, b) => a - b);
     return {ids: ids, source: source, mode: null};
-}"""
+}""" % POINT_ID_JS
 
 CLICK_JS = """function(saliency, feature) {
     const trig = (window.dash_clientside.callback_context.triggered || [])[0];
-    const data = trig && (trig.prop_id.indexOf('map-saliency.') === 0 ? saliency : feature);
-    if (!data || !data.points || !data.points.length || data.points[0].customdata === undefined) {
-        return window.dash_clientside.no_update;
-    }
-    return '/sample/' + data.points[0].customdata;
-}"""
+    const graph = trig && trig.prop_id.split('.')[0];
+    const data = trig && (graph === 'map-saliency' ? saliency : feature);
+    if (!data || !data.points || !data.points.length) { return window.dash_clientside.no_update; }
+    %s
+    return '/sample/' + pointIds(graph, data.points.slice(0, 1))[0];
+}""" % POINT_ID_JS
 
 
 def register(app, client: BackendClient) -> None:

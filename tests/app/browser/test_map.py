@@ -16,6 +16,7 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
+from tests.app.browser.test_issue16 import axe_violations
 from tests.app.browser.test_walkthrough import click, idle, sample_ready, shot, wait_for
 from tests.backend.api.conftest import free_port, start_server, stop_server
 
@@ -135,6 +136,15 @@ def test_deep_link_opens_a_highlighted_mode(browser, ui, truth):
     for space in SPACES:
         got = drawn(browser, space)
         assert sorted(got["chosen"]) == mode["sample_ids"] and all(n.startswith("mode ") for n in got["names"])
+
+
+def test_map_has_no_serious_accessibility_violations(browser, ui, truth):
+    browser.set_script_timeout(60)
+    open_map(browser, ui, len(truth["ids"]), f"/map?mode={truth['modes'][0]['cluster']}")
+    wait_for(browser, lambda d: panel_title(d).startswith("Failure mode") and idle(d), what="the selection panel")
+    found = axe_violations(browser)
+    assert not found, "\n".join(f"{v['impact']} {v['id']}: {v['help']} at {v['nodes']}" for v in found)
+    assert len(browser.find_elements(By.TAG_NAME, "h1")) == 1
 
 
 def box_select(driver, space: str, half: int) -> dict[int, float]:

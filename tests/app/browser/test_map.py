@@ -7,7 +7,6 @@ Expected answers come from the backend's own routes (the backend tests check tho
 
 from __future__ import annotations
 
-import threading
 import time
 from urllib.parse import parse_qs, urlparse
 
@@ -16,9 +15,9 @@ import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
+from tests.app.browser.conftest import dashboard
 from tests.app.browser.test_issue16 import axe_violations
 from tests.app.browser.test_walkthrough import click, idle, sample_ready, shot, wait_for
-from tests.backend.api.conftest import free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 SPACES = ("saliency", "feature")
@@ -206,21 +205,10 @@ def test_hover_shows_the_thumbnail_and_a_click_opens_the_sample(browser, ui, tru
 @pytest.fixture(scope="module")
 def large_ui(tiny_artifacts_dir, tmp_path_factory):
     """A real backend over a dir with 50,000 synthetic mistakes, and a UI on it."""
-    from werkzeug.serving import make_server
-
-    from app.main import create_dash_app
-    from backend.api.settings import Settings
     from tests.backend.api.large_map import grow
 
-    directory = grow(tiny_artifacts_dir, tmp_path_factory.mktemp("large-map") / "artifacts")
-    running = start_server(Settings(artifacts=directory, device="cpu", port=free_port()))
-    server = make_server("127.0.0.1", free_port(), create_dash_app(running.url).server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", running
-    server.shutdown()
-    thread.join(timeout=10)
-    stop_server(running)
+    with dashboard(grow(tiny_artifacts_dir, tmp_path_factory.mktemp("large-map") / "artifacts")) as pair:
+        yield pair
 
 
 def test_fifty_thousand_mistakes_render_and_a_large_lasso_still_answers(browser, large_ui, timings, output_dir):

@@ -37,11 +37,11 @@ def confusion(
 @router.get("/map", response_model=MapOut | MapColumnsOut, summary="2-D map of every misclassified sample")
 def mistake_map(
     space: str = Query("saliency", description="saliency | feature"),
-    format: str = Query("points", description="points (one object per mistake) | columns (one array per field, "
-                                              "with label and pred; less than half the bytes)"),
+    fmt: str = Query("points", alias="format", description="points (one object per mistake) | columns (one array "
+                                                          "per field, with label and pred; less than half the bytes)"),
     analysis: AnalysisService = Depends(get_analysis),
 ) -> Response:
-    return Response(analysis.mistake_map(space, format), media_type="application/json")
+    return Response(analysis.mistake_map(space, fmt), media_type="application/json")
 
 
 @router.get("/failure-modes", response_model=list[FailureModeOut], summary="clusters of the mistakes in saliency space")

@@ -364,3 +364,18 @@ class BackendClient:
         """The patched weights of the same change, as safetensors bytes (the served model never changes)."""
         body = {**group, **params, "intervention": intervention}
         return self._request("POST", "/api/groups/export", json=body, timeout=self.slow_timeout).content
+
+    # -- the map of the mistakes (issue 12) --------------------------------------------------------
+
+    def mistake_map(self, space: Literal["saliency", "feature"]) -> dict:
+        """``{method, params, ids, x, y, cluster}``: every mistake's 2-D position in ``space``, one array per field."""
+        return self._json("GET", "/api/map", params={"space": space, "format": "columns"}, timeout=self.slow_timeout)
+
+    def failure_modes(self) -> list[dict]:
+        """``[{cluster, size, confusions, top_filters, sample_ids}]``, largest mode first."""
+        return self._json("GET", "/api/failure-modes", timeout=self.slow_timeout)
+
+    def selection_filters(self, sample_ids: list[int], top: int = 10) -> dict:
+        """``{count, top_filters: [{filter, layer, channel, mean_z}]}``: the filters a set of samples shares."""
+        return self._json("POST", "/api/selection/filters", json={"sample_ids": [int(i) for i in sample_ids], "top": top},
+                          timeout=self.slow_timeout)

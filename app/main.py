@@ -16,10 +16,12 @@ from app.client import BackendClient, BackendError, Subject
 from app.components import ITEM_ID
 from app.pages import attach_client, confusion, experiments, gallery, not_found_404, overview, sample, upload
 from app.pages import filter as filter_page
+from app.pages import map as mistake_map
 
 ASSETS = Path(__file__).resolve().parent.parent / "frontend_assets"
-NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload"), ("/experiments", "Experiments")]
-PAGES = (overview, gallery, sample, upload, experiments, filter_page, confusion, not_found_404)
+NAV = [("/", "Overview"), ("/mistakes", "Mistakes"), ("/upload", "Upload"), ("/experiments", "Experiments"),
+       ("/map", "Map")]
+PAGES = (overview, gallery, sample, upload, experiments, filter_page, confusion, mistake_map, not_found_404)
 LOCATION = "_pages_location"
 HEALTH_EVERY_MS = 5000  # how often the page asks whether the backend answers (faster while it does not)
 RETRY_EVERY_MS = 2000  # the Location of dash.page_container: only real navigation changes it

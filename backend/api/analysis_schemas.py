@@ -71,6 +71,17 @@ class MapOut(BaseModel):
     points: list[MapPoint]
 
 
+class MapColumnsOut(BaseModel):
+    method: str | None
+    params: dict
+    ids: list[int] = Field(description="the mistakes, ascending")
+    x: list[float]
+    y: list[float]
+    cluster: list[int] = Field(description="each mistake's failure mode")
+    label: list[int] = Field(description="each mistake's true class")
+    pred: list[int] = Field(description="each mistake's predicted class")
+
+
 class PairCount(BaseModel):
     true: int
     pred: int
@@ -91,3 +102,14 @@ class FilterDistributionOut(FilterRef):
     misclassified: list[int] = Field(description="misclassified samples per bin")
     correct_mean: float | None = Field(description="mean z over the correct samples (null: none)")
     misclassified_mean: float | None = Field(description="mean z over the misclassified samples (null: none)")
+
+
+class SelectionIn(BaseModel):
+    sample_ids: list[int] = Field(description="the selected samples (at most 5,000; repeated ids count once)")
+    top: int = Field(20, description="how many filters (at most the model's filter count)")
+
+
+class SelectionFiltersOut(BaseModel):
+    count: int = Field(description="distinct samples averaged over")
+    top_filters: list[RankedFilter] = Field(description="largest mean standardized saliency over the selection "
+                                                        "first (ties: smaller filter)")

@@ -20,7 +20,7 @@ from backend.errors import PSSError
 from .images import UploadRejected
 from .limits import BodyLimitMiddleware
 from .request_log import RequestLogMiddleware
-from .routes import experiments, filters, groups, health, info, jobs, samples, typicality, uploads, whatif
+from .routes import experiments, filters, groups, health, info, jobs, samples, selection, typicality, uploads, whatif
 from .schemas import ErrorOut
 from .service import Invalid, NotFound, Service
 from .settings import Settings
@@ -63,7 +63,7 @@ def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     )
     if service is not None:
         app.state.service = service  # usable even by clients that skip the lifespan (ASGI test transports)
-    for module in (health, info, samples, uploads, typicality, experiments, whatif, jobs, groups, filters):
+    for module in (health, info, samples, uploads, typicality, experiments, whatif, jobs, groups, filters, selection):
         app.include_router(module.router, prefix="/api", responses=ERRORS)
     app.add_middleware(
         BodyLimitMiddleware, default=settings.max_json_bytes, limits={"/api/uploads": settings.max_upload_bytes}

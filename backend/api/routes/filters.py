@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from ..analysis import AnalysisService
-from ..analysis_schemas import ConfusionOut, FailureModeOut, FilterDistributionOut, FilterPageOut, MapOut
+from ..analysis_schemas import ConfusionOut, FailureModeOut, FilterDistributionOut, FilterPageOut, MapColumnsOut, MapOut
 from ..deps import get_service
 
 router = APIRouter(tags=["analysis"])
@@ -45,11 +45,14 @@ def confusion(
     return analysis.confusion(true_class, pred_class, top, profile)
 
 
-@router.get("/map", response_model=MapOut, summary="2-D map of every misclassified sample")
+@router.get("/map", response_model=MapOut | MapColumnsOut, summary="2-D map of every misclassified sample")
 def mistake_map(
-    space: str = Query("saliency", description="saliency | feature"), analysis: AnalysisService = Depends(get_analysis),
-) -> dict:
-    return analysis.mistake_map(space)
+    space: str = Query("saliency", description="saliency | feature"),
+    fmt: str = Query("points", alias="format", description="points (one object per mistake) | columns (one array "
+                                                          "per field, with label and pred; less than half the bytes)"),
+    analysis: AnalysisService = Depends(get_analysis),
+) -> Response:
+    return Response(analysis.mistake_map(space, fmt), media_type="application/json")
 
 
 @router.get("/failure-modes", response_model=list[FailureModeOut], summary="clusters of the mistakes in saliency space")

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,20 +44,40 @@ def backend(ui_artifacts):
     stop_server(running)
 
 
-@pytest.fixture(scope="session")
-def ui(backend):
-    """The Dash app on a free port, served by a threaded WSGI server like `pss ui` does."""
+@contextmanager
+def dash_server(backend_url: str):
+    """The Dash app on a free port, served by a threaded WSGI server like `pss ui` does; yields its URL."""
     from werkzeug.serving import make_server
 
     from app.main import create_dash_app
 
-    app = create_dash_app(backend.url)
-    server = make_server("127.0.0.1", free_port(), app.server, threaded=True)
+    server = make_server("127.0.0.1", free_port(), create_dash_app(backend_url).server, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+
+
+@contextmanager
+def dashboard(directory: Path):
+    """A real backend over the artifacts ``directory`` and a dashboard over it; yields (UI URL, backend)."""
+    from backend.api.settings import Settings
+
+    running = start_server(Settings(artifacts=directory, device="cpu", port=free_port()))
+    try:
+        with dash_server(running.url) as url:
+            yield url, running
+    finally:
+        stop_server(running)
+
+
+@pytest.fixture(scope="session")
+def ui(backend):
+    with dash_server(backend.url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

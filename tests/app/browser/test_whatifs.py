@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 
 import numpy as np
 import pytest
 from selenium.webdriver.common.by import By
 
+from tests.app.browser.conftest import dashboard
 from tests.app.browser.test_walkthrough import idle, shot, wait_for
-from tests.backend.api.conftest import free_port, start_server, stop_server
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
@@ -108,22 +107,11 @@ def test_unlabelled_upload_says_predicted(browser, ui, backend, output_dir, tmp_
 @pytest.fixture()
 def run_ui(tiny_artifacts_dir, tmp_path):
     """A backend over a copy of the artifacts (runs write results there) and a dashboard over it."""
-    from werkzeug.serving import make_server
-
-    from app.main import create_dash_app
-    from backend.api.settings import Settings
-
     source = os.environ.get("PSS_UI_QUICK_RUN_DIR") or tiny_artifacts_dir
     directory = tmp_path / "artifacts"
     shutil.copytree(source, directory, ignore=shutil.ignore_patterns("experiments"))
-    backend = start_server(Settings(artifacts=directory, device="cpu", port=free_port()))
-    server = make_server("127.0.0.1", free_port(), create_dash_app(backend.url).server, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}", backend
-    server.shutdown()
-    thread.join(timeout=10)
-    stop_server(backend)
+    with dashboard(directory) as pair:
+        yield pair
 
 
 def test_run_one_experiment_and_cancel_all(browser, run_ui, output_dir):

@@ -245,3 +245,55 @@ def test_upload_input_saliency_for_chosen_filters(client):
     assert chosen.status_code == top.status_code == 200 and chosen.content != top.content
     assert client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "0,5"}).content == chosen.content
     assert client.get(f"/api/uploads/{uid}/input-saliency.png", params={"filters": "-1"}).status_code == 422
+
+
+def test_map_columns_hold_the_same_points(client, reference):
+    from backend.store.analysis import load_analysis
+
+    analysis = load_analysis(reference.artifacts)
+    for space in ("saliency", "feature"):
+        points = client.get("/api/map", params={"space": space}).json()
+        columns = client.get("/api/map", params={"space": space, "format": "columns"}).json()
+        assert (columns["method"], columns["params"]) == (points["method"], points["params"])
+        assert columns["ids"] == [p["id"] for p in points["points"]] == analysis.mistake_ids.tolist()
+        assert columns["cluster"] == [p["cluster"] for p in points["points"]] == analysis.failure_mode.tolist()
+        assert columns["label"] == reference.artifacts.labels[analysis.mistake_ids].tolist()
+        assert columns["pred"] == reference.artifacts.preds[analysis.mistake_ids].tolist()
+        xy = getattr(analysis, f"{space}_xy")
+        # the compact text reads back as exactly the stored float32 values
+        assert np.array_equal(np.asarray([columns["x"], columns["y"]], dtype=np.float32).T, xy)
+        assert np.array_equal(np.asarray([[p["x"], p["y"]] for p in points["points"]], dtype=np.float32), xy)
+    answer = client.get("/api/map", params={"format": "rows"})
+    assert answer.status_code == 422 and "format must be one of points, columns" in answer.json()["detail"]
+
+
+def test_selection_filters_are_the_mean_z_over_the_selection(client, reference, arrays):
+    z, labels, preds = arrays["z"], arrays["labels"], arrays["preds"]
+    chosen = np.flatnonzero(labels != preds)[::3]
+    asked = chosen.tolist() + chosen[:2].tolist()  # repeated ids count once
+    got = client.post("/api/selection/filters", json={"sample_ids": asked, "top": 6}).json()
+    mean_z = z[chosen].mean(axis=0)
+    expected = best_first(mean_z, 6)
+    assert got["count"] == chosen.size
+    assert [f["filter"] for f in got["top_filters"]] == expected.tolist()
+    np.testing.assert_allclose([f["mean_z"] for f in got["top_filters"]], mean_z[expected], rtol=0, atol=TOL)
+    layout = reference.artifacts.layout
+    assert [(f["layer"], f["channel"]) for f in got["top_filters"]] == [layout.locate(int(f)) for f in expected]
+    one = client.post("/api/selection/filters", json={"sample_ids": [7]}).json()
+    assert len(one["top_filters"]) == 20 and one["top_filters"][0]["filter"] == int(best_first(z[7], 1)[0])
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"sample_ids": []}, 422, "select at least one sample"),
+    ({"sample_ids": list(range(5001))}, 422, "at most 5000 sample_ids per request, got 5001"),
+    ({"sample_ids": [0, 64]}, 404, "no sample 64: samples are 0..63"),
+    ({"sample_ids": [-1]}, 404, "no sample -1"),
+    ({"sample_ids": [2 ** 70]}, 404, f"no sample {2 ** 70}"),
+    ({"sample_ids": [0], "top": 0}, 422, "top must be in [1, "),
+    ({"sample_ids": ["a"]}, 422, "sample_ids"),
+    ({}, 422, "sample_ids"),
+])
+def test_bad_selections(client, body, status, words):
+    response = client.post("/api/selection/filters", json=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]

@@ -98,6 +98,16 @@ class AnalysisService:
         return [{**mode, "top_filters": [{**self._describe(f["filter"]), "mean_z": f["mean_z"]} for f in mode["top_filters"]]}
                 for mode in self.analysis.failure_modes]
 
+    def failure_mode_members(self, cluster: int) -> np.ndarray:
+        """The sample ids of failure mode ``cluster``, as ``/api/failure-modes`` lists them (group what-ifs; an
+        unknown mode is a bad body field, 422, like an unknown confusion)."""
+        modes = self.analysis.failure_modes
+        for mode in modes:
+            if mode["cluster"] == cluster:
+                return np.asarray(mode["sample_ids"], dtype=np.int64)
+        known = f"failure modes are 0..{len(modes) - 1}" if modes else "this dir has no mistakes, so no failure modes"
+        raise Invalid(f"no failure mode {cluster}: {known}")
+
     def export_csv(self) -> bytes:
         import pyarrow.csv as pcsv
 

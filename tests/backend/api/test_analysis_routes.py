@@ -142,6 +142,18 @@ def test_pair_without_mistakes_is_404(client, arrays):
     assert response.status_code == 404 and "is predicted as" in response.json()["detail"]
 
 
+def strip_analysis(artifacts_dir, old):
+    """A copy of ``artifacts_dir`` as pss wrote it before the analysis artifacts existed."""
+    shutil.copytree(artifacts_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("analysis")
+    for name in ("analysis.npz", "failure_modes.json"):
+        manifest["files"].pop(name)
+        (old / name).unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
 def test_dir_written_before_the_analysis_opens_and_says_how_to_add_it(artifacts_dir, tmp_path):
     from types import SimpleNamespace
 
@@ -151,14 +163,7 @@ def test_dir_written_before_the_analysis_opens_and_says_how_to_add_it(artifacts_
     from backend.api.settings import Settings
     from backend.store import Artifacts
 
-    old = tmp_path / "old"
-    shutil.copytree(artifacts_dir, old)
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest.pop("analysis")
-    for name in ("analysis.npz", "failure_modes.json"):
-        manifest["files"].pop(name)
-        (old / name).unlink()
-    (old / "manifest.json").write_text(json.dumps(manifest))
+    old = strip_analysis(artifacts_dir, tmp_path / "old")
     artifacts = Artifacts.open(old)
     app = create_app(Settings(artifacts=old, device="cpu"), service=SimpleNamespace(artifacts=artifacts))
     client = TestClient(app)

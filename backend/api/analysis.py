@@ -1,7 +1,7 @@
 """What the filter, confusion, map, failure-mode and export routes answer, without HTTP (issue 12).
 
-Everything is read from the analysis artifacts (``backend.store.analysis``), loaded once on first use; an
-artifacts dir written before them answers 422 with the command that adds them.
+Everything is read from the analysis artifacts (``backend.store.analysis``), opened once on first use (the
+large arrays memory-mapped); an artifacts dir written before them answers 422 with the command that adds them.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ class AnalysisService:
         self._lock = threading.Lock()
         self._loaded = False
         self._analysis: Analysis | None = None
+        self._export_lock = threading.Lock()  # not ``_lock``: a build holds it for as long as it reads
+        self._export_csv: bytes | None = None
 
     @property
     def analysis(self) -> Analysis:
@@ -109,12 +111,19 @@ class AnalysisService:
         raise Invalid(f"no failure mode {cluster}: {known}")
 
     def export_csv(self) -> bytes:
+        """The ``pss export`` table as CSV, built on the first request only: it reads every stored profile
+        (minutes at ImageNet size), and the served ``Artifacts`` never changes (its arrays are mapped when it
+        is opened, so even a dir rewritten in place keeps serving the view that was opened). A concurrent
+        first request waits for that one build. No ``path`` column: ids are the dataset's indices, and the
+        server's file layout stays on the server."""
         import pyarrow.csv as pcsv
 
-        table = artifacts_table(self.artifacts, analysis=self.analysis)
-        buffer = io.BytesIO()
-        pcsv.write_csv(table, buffer)
-        return buffer.getvalue()
+        with self._export_lock:
+            if self._export_csv is None:
+                buffer = io.BytesIO()
+                pcsv.write_csv(artifacts_table(self.artifacts, analysis=self.analysis), buffer)
+                self._export_csv = buffer.getvalue()
+        return self._export_csv
 
     def _describe(self, index: int) -> dict:
         layer, channel = self.layout.locate(index)

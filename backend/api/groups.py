@@ -1,6 +1,6 @@
-"""The what-ifs on a group of samples (chosen ids, one confusion, or one failure mode): prune the filters the group shares, or take
-one gradient step of the group's loss on them; the group's, its neighbours' and the whole dataset's predictions
-before and after, and the patched weights as a download. The served model never changes.
+"""The what-ifs on a group of samples (chosen ids, one confusion, or one failure mode): prune the filters the
+group shares, or take one gradient step of the group's loss on them; the group's, its neighbours' and the whole
+dataset's predictions before and after, and the patched weights as a download. The served model never changes.
 """
 
 from __future__ import annotations

@@ -69,15 +69,16 @@ def test_whatif_controls_deep_link(browser, ui, backend, output_dir):
     sid = first_mistake(backend)
     link = f"{ui}/sample/{sid}?top_k=10&mask=20&mask_by=random&fix=5&fix_by=least&fix_step=0.01"
     browser.get(link)
-    wait_for(browser, lambda d: d.find_elements(By.ID, "sample-mask-summary") and d.find_elements(By.ID, "sample-fix-summary")
-             and idle(d), what="both what-if cards")
+    wait_for(browser, lambda d: d.find_elements(By.ID, "sample-mask-summary")
+             and d.find_elements(By.ID, "sample-fix-summary") and idle(d), what="both what-if cards")
     api = backend.client()
     mask = api.post(f"/api/samples/{sid}/mask", json={"percent": 20, "mode": "random"}).json()
     assert text_of(browser, "#sample-mask-summary").startswith(f"{mask['masked_pixels']} pixels masked")
     assert browser.find_element(By.ID, "sample-mask-img").get_attribute("alt") == "20% of the pixels masked (random)"
     fix = api.post(f"/api/samples/{sid}/finetune", json={"top_k": 5, "mode": "least", "step": 0.01}).json()
     # least-salient steps are rescaled to the salient filters' gradient norm: the answer says the step taken
-    assert text_of(browser, "#sample-fix-summary").startswith(f"{len(fix['filters'])} least filters, step {fix['step']:.3g}:")
+    summary = f"{len(fix['filters'])} least filters, step {fix['step']:.3g}:"
+    assert text_of(browser, "#sample-fix-summary").startswith(summary)
     checked = {e.get_attribute("value") for e in browser.find_elements(By.CSS_SELECTOR, "input[type=radio]:checked")
                if e.find_elements(By.XPATH, "./ancestor::*[@id='sample-mask-mode' or @id='sample-fix-mode' or "
                                             "@id='sample-fix-step']")}

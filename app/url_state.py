@@ -8,6 +8,7 @@ model (how many layers) are the page's display concern, and the backend validate
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +71,16 @@ def integer(low: int | None = None, high: int | None = None) -> Callable[[str], 
 def number(low: float, high: float) -> Callable[[str], float]:
     """A float clamped into [low, high]."""
     return lambda text: min(max(float(text), low), high)
+
+
+def nearest(options: Sequence[float]) -> Callable[[str], float]:
+    """The option nearest to a link's positive number on a log scale (a control with fixed stops)."""
+    def read(text: str) -> float:
+        value = float(text)
+        if not value > 0:
+            raise ValueError(text)
+        return min(options, key=lambda option: abs(math.log(option) - math.log(value)))
+    return read
 
 
 def choice(options: Sequence[str]) -> Callable[[str], str]:

@@ -1,7 +1,7 @@
 """What the filter, confusion, map, failure-mode and export routes answer, without HTTP (issue 12).
 
-Everything is read from the analysis artifacts (``backend.store.analysis``), loaded once on first use; an
-artifacts dir written before them answers 422 with the command that adds them.
+Everything is read from the analysis artifacts (``backend.store.analysis``), opened once on first use (the
+large arrays memory-mapped); an artifacts dir written before them answers 422 with the command that adds them.
 """
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ class AnalysisService:
         self._loaded = False
         self._analysis: Analysis | None = None
         self._maps: dict[tuple[str, str], bytes] = {}
+        self._export_lock = threading.Lock()  # not ``_lock``: a build holds it for as long as it reads
+        self._export_csv: bytes | None = None
 
     @property
     def analysis(self) -> Analysis:
@@ -170,13 +172,30 @@ class AnalysisService:
         return [{**mode, "top_filters": [{**self._describe(f["filter"]), "mean_z": f["mean_z"]} for f in mode["top_filters"]]}
                 for mode in self.analysis.failure_modes]
 
+    def failure_mode_members(self, cluster: int) -> np.ndarray:
+        """The sample ids of failure mode ``cluster``, as ``/api/failure-modes`` lists them (group what-ifs; an
+        unknown mode is a bad body field, 422, like an unknown confusion)."""
+        modes = self.analysis.failure_modes
+        for mode in modes:
+            if mode["cluster"] == cluster:
+                return np.asarray(mode["sample_ids"], dtype=np.int64)
+        known = f"failure modes are 0..{len(modes) - 1}" if modes else "this dir has no mistakes, so no failure modes"
+        raise Invalid(f"no failure mode {cluster}: {known}")
+
     def export_csv(self) -> bytes:
+        """The ``pss export`` table as CSV, built on the first request only: it reads every stored profile
+        (minutes at ImageNet size), and the served ``Artifacts`` never changes (its arrays are mapped when it
+        is opened, so even a dir rewritten in place keeps serving the view that was opened). A concurrent
+        first request waits for that one build. No ``path`` column: ids are the dataset's indices, and the
+        server's file layout stays on the server."""
         import pyarrow.csv as pcsv
 
-        table = artifacts_table(self.artifacts, analysis=self.analysis)
-        buffer = io.BytesIO()
-        pcsv.write_csv(table, buffer)
-        return buffer.getvalue()
+        with self._export_lock:
+            if self._export_csv is None:
+                buffer = io.BytesIO()
+                pcsv.write_csv(artifacts_table(self.artifacts, analysis=self.analysis), buffer)
+                self._export_csv = buffer.getvalue()
+        return self._export_csv
 
     def _describe(self, index: int) -> dict:
         layer, channel = self.layout.locate(index)

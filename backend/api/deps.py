@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from fastapi import Depends, Path, Request
 
+from .analysis import AnalysisService
 from .service import Service, Subject
 
 
 def get_service(request: Request) -> Service:
     return request.app.state.service
+
+
+def get_analysis(request: Request) -> AnalysisService:
+    """One ``AnalysisService`` per app, made on first use (it loads the arrays lazily itself)."""
+    state = request.app.state
+    if getattr(state, "analysis", None) is None:
+        state.analysis = AnalysisService(get_service(request).artifacts)
+    return state.analysis
 
 
 def get_sample(

@@ -1,6 +1,6 @@
-"""The what-ifs on a group of samples (chosen ids, or one confusion): prune the filters the group shares, or take
-one gradient step of the group's loss on them; the group's, its neighbours' and the whole dataset's predictions
-before and after, and the patched weights as a download. The served model never changes.
+"""The what-ifs on a group of samples (chosen ids, one confusion, or one failure mode): prune the filters the
+group shares, or take one gradient step of the group's loss on them; the group's, its neighbours' and the whole
+dataset's predictions before and after, and the patched weights as a download. The served model never changes.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from backend.saliency import prune_filters, pruned_state_dict
 from backend.saliency.profile import logits_of
 
+from .analysis import AnalysisService
 from .jobs import JobHandle
 from .service import Invalid, Service
 from .whatif import conv_gradients, filter_norms, predictions_with, renormalized_step, step_weights
@@ -39,11 +40,12 @@ class Patch:
             return service._predictions(logits_of(service.model(images.to(service.device))))
 
 
-def members(service: Service, sample_ids, confusion, failure_mode) -> np.ndarray:
-    if failure_mode is not None:
-        raise Invalid("failure_mode groups need the failure-mode analysis, which this server does not have yet; "
-                      "give sample_ids or confusion [true, pred]")
-    if confusion is not None:
+def members(service: Service, analysis: AnalysisService, body) -> np.ndarray:
+    """The group's sample ids, ascending: the given ids, one confusion's mistakes, or one failure mode's."""
+    sample_ids, confusion = body.sample_ids, body.confusion
+    if body.failure_mode is not None:
+        ids = analysis.failure_mode_members(body.failure_mode)
+    elif confusion is not None:
         classes = len(service.class_names)
         true, pred = confusion
         if not (0 <= true < classes and 0 <= pred < classes):
@@ -89,8 +91,8 @@ def make_patch(service: Service, intervention: str, ids: np.ndarray, chosen: lis
     return Patch("finetune", chosen, step_weights(service.model, service.layout, grads, chosen, size))
 
 
-async def intervene(service: Service, intervention: str, body) -> dict:
-    ids = members(service, body.sample_ids, body.confusion, body.failure_mode)
+async def intervene(service: Service, analysis: AnalysisService, intervention: str, body) -> dict:
+    ids = members(service, analysis, body)
     chosen, salient = shared_filters(service, ids, body.top_k, body.mode, body.seed)
     neighbor_ids = await run_in_threadpool(_neighbors, service, ids, body.neighbors)
     patch = await service.worker.run(make_patch, service, intervention, ids, chosen, salient, body.step)
@@ -123,11 +125,11 @@ def dataset_accuracy(service: Service, patch: Patch, handle: JobHandle | None) -
     return {"before": float(np.mean(service.labels == service.preds)), "after": hits / service.num_samples}
 
 
-async def export(service: Service, body) -> bytes:
+async def export(service: Service, analysis: AnalysisService, body) -> bytes:
     """The patched model's whole state dict as safetensors bytes (loadable with ``checkpoint:PATH:ARCH``)."""
     from safetensors.torch import save
 
-    ids = members(service, body.sample_ids, body.confusion, body.failure_mode)
+    ids = members(service, analysis, body)
     chosen, salient = shared_filters(service, ids, body.top_k, body.mode, body.seed)
     state = await service.worker.run(_export_job, service, body.intervention, ids, chosen, salient, body.step)
     return await run_in_threadpool(save, state)

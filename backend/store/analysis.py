@@ -1,9 +1,13 @@
 """The analysis artifacts of an artifacts dir: per-filter reference samples, class and confusion fingerprints,
 the two maps of the mistakes and the failure modes (issue 12).
 
-``analysis.npz`` holds the arrays, ``failure_modes.json`` the described clusters; both are written before the
-manifest, which records them (``Manifest.analysis``, ``files``). Dirs written before they existed still open:
-``load_analysis`` then gives None, and consumers answer that the dir needs a rerun of ``pss precompute``.
+The arrays with a row or column per filter (``MAPPED``: up to pairs x filters floats, 1.3 GB at ImageNet size)
+are one ``.npy`` each, memory-mapped when read, so a server holds only the pages its answers touch (shared,
+reclaimable page cache) instead of a private copy; the small per-mistake arrays are ``analysis.npz``, and
+``failure_modes.json`` the described clusters. All are written before the manifest, which records them
+(``Manifest.analysis``, ``files``). Dirs written before the split keep every array in ``analysis.npz`` and
+still open (those arrays are then loaded whole); dirs written before the analysis existed give None, and
+consumers answer that the dir needs a rerun of ``pss precompute``.
 """
 
 from __future__ import annotations
@@ -16,11 +20,21 @@ import numpy as np
 
 from backend.errors import PSSError
 
+from .atomic import atomic_writer, save_npz_atomic
+
 ANALYSIS = "analysis.npz"
 FAILURE_MODES = "failure_modes.json"
-ANALYSIS_FILES = (ANALYSIS, FAILURE_MODES)
+MAPPED = ("reference_ids", "reference_z", "activating_ids", "activating_values", "class_means", "pair_means")
+
+
+def mapped_file(name: str) -> str:
+    """The ``.npy`` file of one of the ``MAPPED`` arrays."""
+    return f"analysis_{name}.npy"
+
+
+ANALYSIS_FILES = (ANALYSIS, *(mapped_file(name) for name in MAPPED), FAILURE_MODES)
 RERUN = "rerun `pss precompute --force` on this dir to add them"
-# analysis.npz: name -> what it holds (F filters, K reference samples, G classes, P pairs, M mistakes)
+# the arrays: name -> what each holds (F filters, K reference samples, G classes, P pairs, M mistakes)
 ARRAYS = {
     "reference_ids": "int64 [F, K] samples of largest standardized saliency per filter, best first (ties: smaller id)",
     "reference_z": "float32 [F, K] their standardized saliency",
@@ -56,13 +70,23 @@ class Analysis:
             raise AttributeError(name) from None
 
 
+def write_arrays(out: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Writes the ``ARRAYS`` atomically: the ``MAPPED`` ones as ``.npy`` files, the rest as ``analysis.npz``."""
+    for name in MAPPED:
+        with atomic_writer(out / mapped_file(name)) as handle:
+            np.lib.format.write_array(handle, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+    save_npz_atomic(out / ANALYSIS, {name: arrays[name] for name in ARRAYS if name not in MAPPED})
+
+
 def load_analysis(artifacts) -> Analysis | None:
     """The analysis of an opened ``Artifacts`` (validated against its manifest), or None for an older dir."""
     if artifacts.manifest.analysis is None:
         return None
-    for name in ANALYSIS_FILES:
-        artifacts._check_file(name, artifacts.manifest.files.get(name))
-    arrays = artifacts._npz(ANALYSIS)
+    listed = artifacts.manifest.files
+    split = [name for name in MAPPED if mapped_file(name) in listed]  # all of them, or none in a pre-split dir
+    for name in (ANALYSIS, FAILURE_MODES, *(mapped_file(name) for name in split)):
+        artifacts._check_file(name, listed.get(name))
+    arrays = {**artifacts._npz(ANALYSIS), **{name: artifacts._npy(mapped_file(name)) for name in split}}
     missing = sorted(set(ARRAYS) - set(arrays))
     if missing:
         raise PSSError(f"{artifacts.directory / ANALYSIS} lacks {', '.join(missing)}; {RERUN}")

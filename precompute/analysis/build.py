@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.store.analysis import ANALYSIS, FAILURE_MODES
-from backend.store.atomic import save_npz_atomic, write_json_atomic
+from backend.store.analysis import FAILURE_MODES, write_arrays
+from backend.store.atomic import write_json_atomic
 from backend.store.manifest import AnalysisRecord
 
 from .failure_modes import TOP_FILTERS, cluster_points, describe_modes
@@ -55,7 +55,7 @@ class AnalysisAssembly:
                                                    "seen": archive["activating_seen"]}))
 
     def write(self, out: Path, profiles_std, features, labels, preds) -> AnalysisRecord:
-        """Maps and failure modes of the mistakes, then ``analysis.npz`` and ``failure_modes.json``."""
+        """Maps and failure modes of the mistakes, then the analysis arrays and ``failure_modes.json``."""
         mistakes = np.flatnonzero(labels != preds)
         z_rows = np.asarray(profiles_std[mistakes], dtype=np.float32)
         points, reduced = reduce_rows(z_rows, seed=SEED)
@@ -68,7 +68,7 @@ class AnalysisAssembly:
         activating_ids, activating_values = self.activating.result()
         class_ids, class_means, class_counts = self.fingerprints.class_means()
         pair_ids, pair_means, pair_counts = self.fingerprints.confusion_means()
-        save_npz_atomic(out / ANALYSIS, {
+        write_arrays(out, {
             "reference_ids": reference_ids, "reference_z": reference_z,
             "activating_ids": activating_ids, "activating_values": activating_values,
             "class_ids": class_ids, "class_means": class_means.astype(np.float32), "class_counts": class_counts,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from backend.store import Artifacts
+from backend.store.analysis import ANALYSIS_FILES
 from tests.precompute.tiny import small_demo_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,7 @@ def run_and_kill(spec: str, out: Path, trigger: str, occurrence: int = 1) -> lis
 def assert_same_artifacts(a: Path, b: Path) -> None:
     """Every data file byte-for-byte equal; manifests equal except the creation time."""
     for name in ("profiles_raw.npy", "profiles_std.npy", "features.npy", "profile_norms.npy", "index.faiss",
-                 "predictions.npz", "stats.npz", "analysis.npz", "failure_modes.json"):
+                 "predictions.npz", "stats.npz", *ANALYSIS_FILES):
         assert (a / name).read_bytes() == (b / name).read_bytes(), name
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     ma.pop("created"), mb.pop("created")

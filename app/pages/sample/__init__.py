@@ -18,8 +18,8 @@ from app.client import BackendClient, BackendError, Subject
 from app.components import ITEM_ID, alert, class_name, error_alert, verdict_class
 from app.pages import page
 from app.pages.not_found_404 import not_found
-from app.pages.sample import filter_search, input_map, neighbours, pruning
-from app.pages.sample.view import BOOSTS, STATE, TOP_FILTERS, View, layer_span, sid
+from app.pages.sample import filter_search, input_map, masks, neighbours, one_step_fix, pruning
+from app.pages.sample.view import BOOSTS, FIX_TOP_KS, MASK_PERCENTS, STATE, TOP_FILTERS, View, layer_span, sid
 
 # the page's cards (modules of this package), top to bottom; cards that share a tuple sit side by side
 ROWS = (
@@ -145,6 +145,11 @@ def url_search(controls: dict, num_layers: int, target: int | None = None) -> st
         "misclassified_only": bool(controls["misclassified_only"]),
         "prune_top_k": controls["prune_top_k"] or 0,
         "prune_mode": controls["prune_mode"],
+        "mask_percent": MASK_PERCENTS[int(controls["mask_index"])],
+        "mask_mode": controls["mask_mode"],
+        "fix_top_k": FIX_TOP_KS[int(controls["fix_index"])],
+        "fix_mode": controls["fix_mode"],
+        "fix_step": controls["fix_step"],
     })
 
 
@@ -164,7 +169,10 @@ def register(app, client: BackendClient) -> None:
                           "layers": Input(neighbours.LAYERS, "value"), "space": Input(neighbours.SPACE, "value"),
                           "misclassified_only": Input(neighbours.MISCLASSIFIED_ONLY, "value"),
                           "prune_top_k": Input(pruning.TOP_K, "value"), "prune_mode": Input(pruning.MODE, "value"),
-                          "pruned": Input(pruning.PRUNED, "value"), "selected": Input(filter_search.SELECTED, "value")},
+                          "pruned": Input(pruning.PRUNED, "value"), "selected": Input(filter_search.SELECTED, "value"),
+                          "mask_index": Input(masks.PERCENT, "value"), "mask_mode": Input(masks.MODE, "value"),
+                          "fix_index": Input(one_step_fix.TOP_K, "value"), "fix_mode": Input(one_step_fix.MODE, "value"),
+                          "fix_step": Input(one_step_fix.STEP, "value")},
                   state={"subject": State(sid("subject"), "data")}, prevent_initial_call=True)
     def _url(subject, **controls):
         return url_search(controls, len(client.info().get("layers", [])), subject.get("target"))

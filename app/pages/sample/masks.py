@@ -12,22 +12,22 @@ from app import figures
 from app.client import BackendClient, BackendError, Subject
 from app.components import card, class_name, error_alert, media_url
 from app.pages.sample.input_map import BOOST, TOP_K
-from app.pages.sample.view import BOOSTS, View, sid, subject_of
+from app.pages.sample.view import BOOSTS, MASK_PERCENTS, View, sid, subject_of
 
 PERCENT = sid("mask-percent")
 MODE = sid("mask-mode")
-PERCENTS = (1, 2, 5, 10, 20, 30, 50)
 SHOWN_FILTERS = 10
 
 
 def layout(view: View):
     controls = html.Div([
         html.Div([html.Label("percent of pixels masked"),
-                  dcc.Slider(id=PERCENT, min=0, max=len(PERCENTS) - 1, step=1, value=PERCENTS.index(5),
-                             marks={i: f"{p}%" for i, p in enumerate(PERCENTS)}, updatemode="mouseup",
+                  dcc.Slider(id=PERCENT, min=0, max=len(MASK_PERCENTS) - 1, step=1,
+                             value=MASK_PERCENTS.index(view.state["mask_percent"]),
+                             marks={i: f"{p}%" for i, p in enumerate(MASK_PERCENTS)}, updatemode="mouseup",
                              allow_direct_input=False)], className="control"),
         html.Div([html.Label("which pixels"),
-                  dcc.RadioItems(id=MODE, value="salient", inline=True, className="radio-row",
+                  dcc.RadioItems(id=MODE, value=view.state["mask_mode"], inline=True, className="radio-row",
                                  options=[{"label": "most salient (input-space map)", "value": "salient"},
                                           {"label": "random", "value": "random"}])], className="control"),
     ], className="controls-stack")
@@ -101,5 +101,5 @@ def register(app, client: BackendClient) -> None:
                   State(sid("subject"), "data"))
     def _mask(percent_index, mode, top_k, boost_index, subject):
         boost = BOOSTS[int(boost_index)] if boost_index is not None else 100
-        return result(client, subject_of(subject), PERCENTS[int(percent_index or 0)], mode or "salient",
+        return result(client, subject_of(subject), MASK_PERCENTS[int(percent_index or 0)], mode or "salient",
                       int(top_k or 10), float(boost))

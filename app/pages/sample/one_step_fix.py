@@ -10,13 +10,11 @@ from app import figures
 from app.client import BackendClient, BackendError, Subject
 from app.components import card, class_name, error_alert, media_url, verdict_class
 from app.pages.sample.pruning import _flip_label
-from app.pages.sample.view import View, sid, subject_of
+from app.pages.sample.view import FIX_STEPS, FIX_TOP_KS, View, sid, subject_of
 
 TOP_K = sid("fix-k")
 MODE = sid("fix-mode")
 STEP = sid("fix-step")
-TOP_KS = (1, 5, 10, 25, 50, 100)
-STEPS = (0.0001, 0.001, 0.01, 0.1)
 NEIGHBOURS = 10
 
 
@@ -24,17 +22,18 @@ def layout(view: View):
     controls = card(
         "One-step fix",
         html.Div([html.Label("filters that take the step"),
-                  dcc.Slider(id=TOP_K, min=0, max=len(TOP_KS) - 1, step=1, value=TOP_KS.index(25),
-                             marks={i: str(k) for i, k in enumerate(TOP_KS)}, updatemode="mouseup",
+                  dcc.Slider(id=TOP_K, min=0, max=len(FIX_TOP_KS) - 1, step=1,
+                             value=FIX_TOP_KS.index(view.state["fix_top_k"]),
+                             marks={i: str(k) for i, k in enumerate(FIX_TOP_KS)}, updatemode="mouseup",
                              allow_direct_input=False)], className="control"),
         html.Div([html.Label("chosen by"),
-                  dcc.RadioItems(id=MODE, value="salient", inline=True, className="radio-row",
+                  dcc.RadioItems(id=MODE, value=view.state["fix_mode"], inline=True, className="radio-row",
                                  options=[{"label": "most salient", "value": "salient"},
                                           {"label": "random", "value": "random"},
                                           {"label": "least salient", "value": "least"}])], className="control"),
         html.Div([html.Label("step size"),
-                  dcc.RadioItems(id=STEP, value=0.001, inline=True, className="radio-row",
-                                 options=[{"label": f"{s:g}", "value": s} for s in STEPS])], className="control"),
+                  dcc.RadioItems(id=STEP, value=view.state["fix_step"], inline=True, className="radio-row",
+                                 options=[{"label": f"{s:g}", "value": s} for s in FIX_STEPS])], className="control"),
         html.P("One plain SGD step of this image's loss on the chosen filters' weights only (BatchNorm in eval "
                "mode). Random and least salient filters' steps are scaled to the salient filters' gradient norm, "
                "so only the choice of filters differs. If the salient filters are what goes wrong, the step "
@@ -92,5 +91,5 @@ def register(app, client: BackendClient) -> None:
     @app.callback(Output(sid("fix-result"), "children"), Input(TOP_K, "value"), Input(MODE, "value"),
                   Input(STEP, "value"), State(sid("subject"), "data"))
     def _fix(top_k_index, mode, step, subject):
-        return result(client, subject_of(subject), TOP_KS[int(top_k_index or 0)], mode or "salient",
+        return result(client, subject_of(subject), FIX_TOP_KS[int(top_k_index or 0)], mode or "salient",
                       float(step or 0.001))

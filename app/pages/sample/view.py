@@ -3,12 +3,11 @@ per page (``View``)."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from app import figures
 from app.client import Subject
-from app.url_state import Field, QueryState, choice, flag, integer, span, write_span
+from app.url_state import Field, QueryState, choice, flag, integer, nearest, span, write_span
 
 PREFIX = "sample"
 MAX_TOP_K = 50
@@ -17,19 +16,15 @@ BOOSTS = [1, 3, 10, 30, 100, 300, 1000]
 SPACES = ("saliency", "feature")
 PRUNE_MODES = ("salient", "random", "least")
 TOP_FILTERS = 20  # salient filters shown, and offered for pruning
+MASK_PERCENTS = (1, 2, 5, 10, 20, 30, 50)  # the Masks card's stops
+MASK_MODES = ("salient", "random")
+FIX_TOP_KS = (1, 5, 10, 25, 50, 100)  # the One-step fix card's stops
+FIX_STEPS = (0.0001, 0.001, 0.01, 0.1)
 
 
 def sid(name: str) -> str:
     """A component id of this page (page-prefixed, so no other page's ids can clash)."""
     return f"{PREFIX}-{name}"
-
-
-def nearest_boost(text: str) -> int:
-    """The boost slider's stop nearest to a link's value (on a log scale)."""
-    boost = float(text)
-    if not boost > 0:
-        raise ValueError(text)
-    return min(BOOSTS, key=lambda b: abs(math.log(b) - math.log(boost)))
 
 
 def id_list(text: str) -> tuple[int, ...]:
@@ -41,9 +36,10 @@ def id_list(text: str) -> tuple[int, ...]:
 
 
 # ?top_k=10&boost=100&layers=2:5&space=feature&mistakes=1&prune=3&mode=salient&off=3,9,17&seed=2&filter=9
+#  &mask=10&mask_by=random&fix=5&fix_by=least&fix_step=0.01
 STATE = QueryState(
     Field("top_k", 10, integer(1, MAX_TOP_K), always=True),
-    Field("boost", 100, nearest_boost),
+    Field("boost", 100, nearest(BOOSTS)),
     Field("layers", None, span, write_span),
     Field("space", "saliency", choice(SPACES)),
     Field("misclassified_only", False, flag, write=lambda _: 1, key="mistakes"),
@@ -54,6 +50,11 @@ STATE = QueryState(
     Field("off", None, id_list, write=lambda ids: ",".join(str(i) for i in ids)),
     Field("seed", 0, integer(0, 2**32 - 1)),  # which random draw ("draw again" counts it up)
     Field("filter", None, integer(0)),  # the filter whose other mistakes are shown
+    Field("mask_percent", 5, nearest(MASK_PERCENTS), key="mask"),
+    Field("mask_mode", "salient", choice(MASK_MODES), key="mask_by"),
+    Field("fix_top_k", 25, nearest(FIX_TOP_KS), key="fix"),
+    Field("fix_mode", "salient", choice(PRUNE_MODES), key="fix_by"),
+    Field("fix_step", 0.001, nearest(FIX_STEPS), key="fix_step"),
 )
 
 

@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
 from ..analysis import AnalysisService
 from ..analysis_schemas import ConfusionOut, FailureModeOut, FilterDistributionOut, FilterPageOut, MapColumnsOut, MapOut
-from ..deps import get_service
+from ..deps import get_analysis
 
 router = APIRouter(tags=["analysis"])
-
-
-def get_analysis(request: Request) -> AnalysisService:
-    """One ``AnalysisService`` per app, made on first use (it loads the arrays lazily itself)."""
-    state = request.app.state
-    if getattr(state, "analysis", None) is None:
-        state.analysis = AnalysisService(get_service(request).artifacts)
-    return state.analysis
 
 
 @router.get("/filters/{index}", response_model=FilterPageOut, summary="a filter: reference samples, classes, confusions")

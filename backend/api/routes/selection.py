@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 
 from ..analysis import AnalysisService
 from ..analysis_schemas import SelectionFiltersOut, SelectionIn
-from .filters import get_analysis
+from ..deps import get_analysis
 from .views import BODY_ERRORS
 
 router = APIRouter(tags=["analysis"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from urllib.parse import parse_qs, urlparse
 
 import numpy as np
 import pytest
@@ -60,6 +61,34 @@ def test_one_step_fix_card(browser, ui, backend, output_dir):
     wait_for(browser, lambda d: "least filters" in text_of(d, "#sample-fix-summary") and idle(d),
              what="the least-salient step")
     shot(browser, output_dir, "whatif-one-step-fix")
+
+
+def test_whatif_controls_deep_link(browser, ui, backend, output_dir):
+    """A link with the Masks and One-step fix controls opens the page in that state, and a change is written back."""
+    sid = first_mistake(backend)
+    link = f"{ui}/sample/{sid}?top_k=10&mask=20&mask_by=random&fix=5&fix_by=least&fix_step=0.01"
+    browser.get(link)
+    wait_for(browser, lambda d: d.find_elements(By.ID, "sample-mask-summary")
+             and d.find_elements(By.ID, "sample-fix-summary") and idle(d), what="both what-if cards")
+    api = backend.client()
+    mask = api.post(f"/api/samples/{sid}/mask", json={"percent": 20, "mode": "random"}).json()
+    assert text_of(browser, "#sample-mask-summary").startswith(f"{mask['masked_pixels']} pixels masked")
+    assert browser.find_element(By.ID, "sample-mask-img").get_attribute("alt") == "20% of the pixels masked (random)"
+    fix = api.post(f"/api/samples/{sid}/finetune", json={"top_k": 5, "mode": "least", "step": 0.01}).json()
+    # least-salient steps are rescaled to the salient filters' gradient norm: the answer says the step taken
+    summary = f"{len(fix['filters'])} least filters, step {fix['step']:.3g}:"
+    assert text_of(browser, "#sample-fix-summary").startswith(summary)
+    checked = {e.get_attribute("value") for e in browser.find_elements(By.CSS_SELECTOR, "input[type=radio]:checked")
+               if e.find_elements(By.XPATH, "./ancestor::*[@id='sample-mask-mode' or @id='sample-fix-mode' or "
+                                            "@id='sample-fix-step']")}
+    assert checked == {"random", "least", "0.01"}
+    assert browser.find_element(By.CSS_SELECTOR, "#sample-mask-percent .dash-slider-thumb").get_attribute(
+        "aria-valuenow") == "4"  # the 20% stop
+    browser.find_element(By.CSS_SELECTOR, "#sample-mask-mode input[value='salient']").click()
+    wait_for(browser, lambda d: "mask_by" not in d.current_url and idle(d), what="the link without mask_by")
+    query = {k: v[0] for k, v in parse_qs(urlparse(browser.current_url).query).items()}
+    assert query == {"top_k": "10", "mask": "20", "fix": "5", "fix_by": "least", "fix_step": "0.01"}
+    shot(browser, output_dir, "whatif-deep-link")
 
 
 def test_target_class(browser, ui, backend, output_dir):

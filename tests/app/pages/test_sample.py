@@ -17,8 +17,14 @@ def test_deep_link_round_trip():
     state = STATE.parse(link)
     assert state == {"top_k": 7, "boost": 30, "layers": (1, 3), "space": "feature", "misclassified_only": True,
                      "prune_top_k": 4, "prune_mode": "least", "target": None, "off": None, "seed": 0,
-                     "filter": None}
+                     "filter": None, "mask_percent": 5, "mask_mode": "salient", "fix_top_k": 25,
+                     "fix_mode": "salient", "fix_step": 0.001}
     assert STATE.build(state) == link
+    whatifs = "?top_k=10&mask=20&mask_by=random&fix=5&fix_by=least&fix_step=0.1"
+    state = STATE.parse(whatifs)
+    assert (state["mask_percent"], state["mask_mode"], state["fix_top_k"], state["fix_mode"], state["fix_step"]) == \
+        (20, "random", 5, "least", 0.1)
+    assert STATE.build(state) == whatifs
     hand = "?top_k=10&prune=3&off=7,2,11&seed=4&filter=2"
     assert STATE.parse(hand)["off"] == (7, 2, 11) and STATE.build(STATE.parse(hand)) == hand
     assert STATE.parse("?off=3,x")["off"] is None and STATE.parse("?off=-1")["off"] is None
@@ -30,6 +36,12 @@ def test_deep_link_clamps_bad_values():
     assert state["top_k"] == MAX_TOP_K and state["boost"] == 100 and state["layers"] is None
     assert state["space"] == "saliency" and state["prune_top_k"] == 0 and state["prune_mode"] == "salient"
     assert STATE.parse("?boost=90")["boost"] == 100
+    # the what-if cards' controls have fixed stops: a link gets the nearest one, or the default
+    odd = STATE.parse("?mask=7&mask_by=least&fix=0&fix_by=x&fix_step=0.002")
+    assert (odd["mask_percent"], odd["mask_mode"], odd["fix_top_k"], odd["fix_mode"], odd["fix_step"]) == \
+        (5, "salient", 25, "salient", 0.001)
+    assert STATE.parse("?mask=8&fix=30&fix_step=0.05")["mask_percent"] == 10
+    assert STATE.parse("?fix=30")["fix_top_k"] == 25 and STATE.parse("?fix_step=0.05")["fix_step"] == 0.1
     # a range past the model's last layer shows as all layers (the link's form is fine, its bound is not)
     assert slider_layers(STATE.parse("?layers=2:9")["layers"], 3) == [0, 3]
     assert slider_layers((1, 3), 3) == [1, 3]
@@ -44,8 +56,11 @@ def test_layer_range():
 
 def test_controls_write_the_link():
     controls = {"top_k": 7, "boost_index": 3, "layers": [0, 3], "space": "saliency", "misclassified_only": ["1"],
-                "prune_top_k": 2, "prune_mode": "random"}
+                "prune_top_k": 2, "prune_mode": "random", "mask_index": 2, "mask_mode": "salient", "fix_index": 3,
+                "fix_mode": "salient", "fix_step": 0.001}
     assert sample.url_search(controls, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random"
+    whatifs = {**controls, "mask_index": 0, "mask_mode": "random", "fix_index": 5, "fix_mode": "least", "fix_step": 0.01}
+    assert sample.url_search(whatifs, 3).endswith("&mask=1&mask_by=random&fix=100&fix_by=least&fix_step=0.01")
     drawn = {**controls, "pruned": json.dumps({"filters": [4, 9], "seed": 3, "hand": False})}
     assert sample.url_search(drawn, 3) == "?top_k=7&boost=30&mistakes=1&prune=2&mode=random&seed=3"
     ticked = {**controls, "prune_mode": "salient", "prune_top_k": 3, "selected": "9",

@@ -188,6 +188,84 @@ def test_pair_without_mistakes_is_404(client, arrays):
     assert response.status_code == 404 and "is predicted as" in response.json()["detail"]
 
 
+def strip_analysis(artifacts_dir, old):
+    """A copy of ``artifacts_dir`` as pss wrote it before the analysis artifacts existed."""
+    from backend.store.analysis import ANALYSIS_FILES
+
+    shutil.copytree(artifacts_dir, old)
+    manifest = json.loads((old / "manifest.json").read_text())
+    manifest.pop("analysis")
+    for name in ANALYSIS_FILES:
+        manifest["files"].pop(name)
+        (old / name).unlink()
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    return old
+
+
+def served(directory):
+    """A test client of an app over ``directory`` with only the analysis routes' needs (no model)."""
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from backend.api.main import create_app
+    from backend.api.settings import Settings
+    from backend.store import Artifacts
+
+    return TestClient(create_app(Settings(artifacts=directory, device="cpu"),
+                                 service=SimpleNamespace(artifacts=Artifacts.open(directory))))
+
+
+def test_per_filter_arrays_are_memory_mapped(artifacts_dir):
+    from backend.store import Artifacts
+    from backend.store.analysis import ARRAYS, MAPPED, load_analysis, mapped_file
+
+    analysis = load_analysis(Artifacts.open(artifacts_dir))
+    with np.load(artifacts_dir / "analysis.npz") as small:
+        assert sorted(small.files) == sorted(set(ARRAYS) - set(MAPPED))
+    for name in MAPPED:
+        assert isinstance(analysis.arrays[name], np.memmap), name
+        assert np.array_equal(analysis.arrays[name], np.load(artifacts_dir / mapped_file(name))), name
+
+
+def test_dir_with_every_array_in_the_npz_answers_the_same(client, artifacts_dir, tmp_path):
+    """Dirs written before the per-filter arrays were split out of analysis.npz still serve, unchanged."""
+    from backend.store.analysis import ANALYSIS, ARRAYS, MAPPED, mapped_file
+    from backend.store.artifacts import describe_file
+    from backend.store.atomic import save_npz_atomic
+
+    old = tmp_path / "packed"
+    shutil.copytree(artifacts_dir, old)
+    with np.load(old / ANALYSIS) as small:
+        arrays = {**{k: small[k] for k in small.files}, **{k: np.load(old / mapped_file(k)) for k in MAPPED}}
+    save_npz_atomic(old / ANALYSIS, {name: arrays[name] for name in ARRAYS})
+    manifest = json.loads((old / "manifest.json").read_text())
+    for name in MAPPED:
+        (old / mapped_file(name)).unlink()
+        manifest["files"].pop(mapped_file(name))
+    manifest["files"][ANALYSIS] = describe_file(old / ANALYSIS)
+    (old / "manifest.json").write_text(json.dumps(manifest))
+    packed = served(old)
+    pair = client.get("/api/failure-modes").json()[0]["confusions"][0]
+    for path in ("/api/filters/0", "/api/filters/7", f"/api/confusions/{pair['true']}/{pair['pred']}",
+                 "/api/map?space=feature", "/api/failure-modes", "/api/export.csv"):
+        answer = packed.get(path)
+        assert answer.status_code == 200 and answer.content == client.get(path).content, path
+
+
+def test_export_csv_is_built_once_per_served_dir(artifacts_dir, monkeypatch):
+    from backend.api import analysis as module
+    from backend.store import Artifacts
+
+    builds = []
+    build = module.artifacts_table
+    monkeypatch.setattr(module, "artifacts_table", lambda *a, **k: builds.append(1) or build(*a, **k))
+    service = module.AnalysisService(Artifacts.open(artifacts_dir))
+    first = service.export_csv()
+    assert service.export_csv() == first and len(builds) == 1
+    assert str(artifacts_dir) not in first.decode() and b"path" not in first.split(b"\n", 1)[0]
+
+
 def test_dir_written_before_the_analysis_opens_and_says_how_to_add_it(artifacts_dir, tmp_path):
     from types import SimpleNamespace
 
@@ -197,17 +275,7 @@ def test_dir_written_before_the_analysis_opens_and_says_how_to_add_it(artifacts_
     from backend.api.settings import Settings
     from backend.store import Artifacts
 
-    old = tmp_path / "old"
-    shutil.copytree(artifacts_dir, old)
-    manifest = json.loads((old / "manifest.json").read_text())
-    manifest.pop("analysis")
-    for name in ("analysis.npz", "failure_modes.json"):
-        manifest["files"].pop(name)
-        (old / name).unlink()
-    (old / "manifest.json").write_text(json.dumps(manifest))
-    artifacts = Artifacts.open(old)
-    app = create_app(Settings(artifacts=old, device="cpu"), service=SimpleNamespace(artifacts=artifacts))
-    client = TestClient(app)
+    client = served(strip_analysis(artifacts_dir, tmp_path / "old"))
     for path in ("/api/filters/0", "/api/confusions/0/1", "/api/map", "/api/failure-modes", "/api/export.csv"):
         response = client.get(path)
         assert response.status_code == 422, (path, response.text)

@@ -71,17 +71,65 @@ def test_group_finetune_equals_recomputation(client, reference):
     assert body["neighbors"] == [] and body["neighbors_accuracy"] is None
 
 
-def test_confusion_group_and_failure_mode(client, reference):
+def test_confusion_group(client, reference):
     a = reference.artifacts
     true, pred = next((int(t), int(p)) for t, p in zip(a.labels, a.preds) if t != p)
     body = client.post("/api/groups/prune", json={"confusion": [true, pred], "top_k": 3, "neighbors": 0}).json()
     expected = np.flatnonzero((np.asarray(a.labels) == true) & (np.asarray(a.preds) == pred)).tolist()
     assert [g["id"] for g in body["group"]] == expected
-    detail = assert_clean_error(client.post("/api/groups/prune", json={"failure_mode": 0}), 422)
-    assert "failure" in detail
     assert_clean_error(client.post("/api/groups/prune", json={"sample_ids": [0], "confusion": [0, 1]}), 422)
     assert_clean_error(client.post("/api/groups/prune", json={"sample_ids": [10**6]}), 422)
     assert_clean_error(client.post("/api/groups/finetune", json={"confusion": [0, 10]}), 422)
+
+
+def failure_mode_group(artifacts_dir, mode: int) -> list[int]:
+    """The mistakes of failure mode ``mode``, read from the stored arrays (not from failure_modes.json)."""
+    with np.load(artifacts_dir / "analysis.npz") as stored:
+        return stored["mistake_ids"][stored["failure_mode"] == mode].tolist()
+
+
+def test_failure_mode_group_equals_recomputation(client, reference, artifacts_dir):
+    with np.load(artifacts_dir / "analysis.npz") as stored:
+        modes = np.unique(stored["failure_mode"])
+    mode = int(modes[-1])  # the smallest mode: its members are not simply the first mistakes
+    ids = failure_mode_group(artifacts_dir, mode)
+    assert 0 < len(ids) < int((~reference.artifacts.correct).sum())
+    body = client.post("/api/groups/prune", json={"failure_mode": mode, "top_k": 4, "neighbors": 0}).json()
+    assert [g["id"] for g in body["group"]] == ids
+    mean = np.asarray(reference.artifacts.profiles_std[ids], dtype=np.float64).mean(axis=0)
+    assert body["filters"] == sorted(np.argsort(-mean, kind="stable")[:4].tolist())
+    with prune_filters(reference.model, body["filters"]):
+        after = predict(reference.model, dataset_tensor(reference, ids))
+    assert np.allclose([g["after"]["probs"] for g in body["group"]], after, atol=1e-6)
+    export = client.post("/api/groups/export", json={"failure_mode": mode, "top_k": 4, "intervention": "prune"})
+    assert export.status_code == 200, export.text
+
+
+def test_unknown_failure_mode_is_a_clear_422(client, artifacts_dir):
+    with np.load(artifacts_dir / "analysis.npz") as stored:
+        count = int(np.unique(stored["failure_mode"]).size)
+    for route in ("prune", "finetune", "export"):
+        body = {"failure_mode": count, **({"intervention": "prune"} if route == "export" else {})}
+        detail = assert_clean_error(client.post(f"/api/groups/{route}", json=body), 422)
+        assert f"no failure mode {count}: failure modes are 0..{count - 1}" == detail
+
+
+def test_failure_mode_group_without_analysis_says_how_to_add_it(artifacts_dir, tmp_path):
+    from types import SimpleNamespace
+
+    from fastapi.testclient import TestClient
+
+    from backend.api.main import create_app
+    from backend.api.settings import Settings
+    from backend.store import Artifacts
+
+    from .test_analysis_routes import strip_analysis
+
+    old = strip_analysis(artifacts_dir, tmp_path / "old")
+    app = create_app(Settings(artifacts=old, device="cpu"), service=SimpleNamespace(artifacts=Artifacts.open(old)))
+    detail = assert_clean_error(TestClient(app).post("/api/groups/prune", json={"failure_mode": 0}), 422)
+    assert "no filter reference samples, fingerprints, maps or failure modes" in detail
+    assert "rerun `pss precompute --force`" in detail
 
 
 def test_large_dataset_accuracy_is_a_job(client, reference, monkeypatch):

@@ -16,13 +16,14 @@ from app import map_figures as mf
 from app.client import BackendClient, BackendError, Subject
 from app.components import alert, card, class_name, error_alert, thumbnail
 from app.figures import filter_label
-from app.pages import page
+from app.pages import group_fix, page
 from app.url_state import Field, QueryState, choice, integer
 
 PREFIX = "map"
 SPACES = ("saliency", "feature")
 SELECTION = f"{PREFIX}-selection"  # {"ids": [...], "source": "saliency|feature|mode", "mode": int|None} or None
 MAX_SELECTION = 5000  # sample ids per shared-filter request (the backend's cap)
+MAX_GROUP = 2000  # samples per group what-if (the backend's cap)
 THUMBS = 24  # thumbnails of a selection shown; the rest are counted
 MODE_PAIRS, MODE_FILTERS = 3, 5  # per failure mode: dominant confusions and shared filters listed
 STATE = QueryState(
@@ -118,11 +119,23 @@ def layout(client: BackendClient, info: dict, **query) -> html.Div:
         card("Mistake map", html.Div(id=f"{PREFIX}-intro-box"), controls, level=1,
              extra=html.Span(id=f"{PREFIX}-count", className="chip chip-muted")),
         html.Div(maps, className="row row-tight"),
-        html.Div([html.Div(card("Selection", dcc.Loading(html.Div(id=f"{PREFIX}-selection-panel"), type="dot")),
+        html.Div([html.Div([card("Selection", dcc.Loading(html.Div(id=f"{PREFIX}-selection-panel"), type="dot")),
+                            html.Div(id=f"{PREFIX}-fix-hint", className="hint"),
+                            html.Div(group_fix.layout(PREFIX, fix_group(selection) or {"sample_ids": []}),
+                                     id=f"{PREFIX}-fix-box", hidden=fix_group(selection) is None)],
                            className="col-7"),
                   html.Div(card(f"Failure modes ({len(modes)})", mode_list), className="col-5")],
                  className="row row-tight"),
     ], className="page page-map")
+
+
+def fix_group(selection) -> dict | None:
+    """The group routes' body for a selection: a failure mode by its number, a lasso by its ids (None: nothing
+    selected, or more than a group what-if takes)."""
+    if selection and selection.get("source") == "mode":
+        return {"failure_mode": int(selection["mode"])}
+    ids = selection_ids(selection)
+    return {"sample_ids": sorted(set(ids))} if ids and len(set(ids)) <= MAX_GROUP else None
 
 
 def fetch_maps(client: BackendClient) -> dict:
@@ -300,6 +313,22 @@ def register(app, client: BackendClient) -> None:
         patches = [selection_patch(maps[space][0], colour, names, selection_ids(selection), keep_outline=space == source)
                    for space in SPACES]
         return panel, *patches, url(colour, selection), classes
+
+    group_fix.register(app, client, PREFIX)
+    fix = group_fix.ids(PREFIX)
+
+    @app.callback(
+        Output(fix["group"], "data"), Output(fix["answer"], "data", allow_duplicate=True),
+        Output(f"{PREFIX}-fix-box", "hidden"), Output(f"{PREFIX}-fix-hint", "children"),
+        Input(SELECTION, "data"), prevent_initial_call=True,
+    )
+    def _fix_group(selection):
+        group = fix_group(selection)
+        if group is not None:
+            return group, None, False, None
+        too_many = bool(selection_ids(selection))
+        return no_update, None, True, (f"A fix can be tried on at most {MAX_GROUP:,} mistakes: select fewer, or "
+                                        "pick a failure mode." if too_many else None)
 
     @app.callback(
         Output(SELECTION, "data", allow_duplicate=True),

@@ -117,10 +117,10 @@ def test_a_pair_the_model_never_confuses(browser, ui, backend):
     assert "makes no mistake of this kind" in found[0].text
 
 
-def fix_rows(driver) -> dict[str, list[str]]:
+def fix_rows(driver, prefix: str = "confusion") -> dict[str, list[str]]:
     rows = {}
     for name in ("group", "neighbours", "dataset"):
-        cells = driver.find_elements(By.CSS_SELECTOR, f"#confusion-fix-{name}-row td")
+        cells = driver.find_elements(By.CSS_SELECTOR, f"#{prefix}-fix-{name}-row td")
         rows[name] = [c.text for c in cells]
     return rows
 

@@ -16,6 +16,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from tests.app.browser.conftest import dashboard
+from tests.app.browser.test_confusion_page import FIX_BODY, dataset_accuracy, expected_row, fix_rows
 from tests.app.browser.test_issue16 import axe_violations
 from tests.app.browser.test_walkthrough import click, idle, sample_ready, shot, wait_for
 
@@ -125,6 +126,25 @@ def test_a_failure_mode_highlights_its_mistakes_and_their_shared_filters(browser
     click(browser, browser.find_element(By.ID, "map-clear"))
     wait_for(browser, lambda d: not panel_title(d) and idle(d) and "mode" not in query(d)
              and all(drawn(d, s)["chosen"] is None for s in SPACES), what="the cleared selection")
+
+
+def test_a_failure_mode_gets_the_fix_panel(browser, ui, backend, truth):
+    """Issue 13: a failure mode is a group for the what-ifs; the panel's numbers are the group route's own."""
+    mode = truth["modes"][0]
+    open_map(browser, ui, len(truth["ids"]), f"/map?mode={mode['cluster']}")
+    wait_for(browser, lambda d: panel_title(d).startswith(f"Failure mode {mode['cluster']}:") and idle(d),
+             what="the linked mode")
+    assert browser.find_element(By.ID, "map-fix-box").is_displayed()
+    click(browser, browser.find_element(By.ID, "map-fix-run"))
+    wait_for(browser, lambda d: len(fix_rows(d, "map")["dataset"]) == 3 and idle(d), timeout=300,
+             what="the accuracies")
+    answer = backend.client().post("/api/groups/prune", json={"failure_mode": mode["cluster"], **FIX_BODY}).json()
+    rows = fix_rows(browser, "map")
+    assert rows["group"] == expected_row(answer["group_accuracy"])
+    assert rows["dataset"] == expected_row(dataset_accuracy(backend, answer))
+    assert f"failure_mode={mode['cluster']}" in browser.find_element(By.ID, "map-fix-download").get_attribute("href")
+    click(browser, browser.find_element(By.ID, "map-clear"))
+    wait_for(browser, lambda d: not d.find_element(By.ID, "map-fix-box").is_displayed(), what="the panel hidden")
 
 
 def test_deep_link_opens_a_highlighted_mode(browser, ui, truth):

@@ -58,3 +58,13 @@ def test_selection_panel_without_selection_or_backend():
     failing = Answers(BackendError("no route", 404))
     words = repr(page.render_selection(failing, {"ids": [3], "source": "saliency"}, POINTS, NAMES))
     assert "Could not load the shared filters: no route" in words and "1 mistake selected in saliency space" in words
+
+
+def test_fix_group_is_the_mode_or_the_lasso_within_the_group_cap():
+    assert page.fix_group(None) is None
+    assert page.fix_group({"ids": [4, 2], "source": "mode", "mode": 3}) == {"failure_mode": 3}
+    assert page.fix_group({"ids": [5, 2, 5], "source": "saliency"}) == {"sample_ids": [2, 5]}
+    assert page.fix_group({"ids": [], "source": "feature"}) is None
+    too_many = list(range(page.MAX_GROUP + 1))
+    assert page.fix_group({"ids": too_many, "source": "feature"}) is None
+    assert page.fix_group({"ids": too_many[:-1], "source": "feature"}) == {"sample_ids": too_many[:-1]}

@@ -1,0 +1,102 @@
+"""The store's compiled kernel (``nibble_dots.c``): integer dot products of 4-bit codes with an int8 query.
+
+Built with the system C compiler on first use (about a second) into ``$PSS_CACHE_DIR/kernels``, keyed by the
+source, the compiler and its flags (AVX-512 VNNI where ``/proc/cpuinfo`` lists it, else plain C). Where that
+fails (no compiler, read-only cache, another platform) ``nibble_dots`` is None and exact search scans float32.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+_SOURCE = Path(__file__).with_name("nibble_dots.c")
+_VNNI_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vnni"]
+_log = logging.getLogger(__name__)
+
+
+def threads() -> int:
+    """Threads a scan may use: the cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def nibble_dots(plane: np.ndarray, rows: np.ndarray | None, blocks: tuple[int, int], queries: np.ndarray,
+                out: np.ndarray) -> None:
+    """``out[j, i] = sum(code * queries[j])`` over 64-byte blocks ``blocks`` of row ``rows[i]`` (all rows when
+    None) of ``plane`` (uint8 ``[N, W]``, two codes a byte, see nibble_dots.c); ``queries`` is int8 ``[2, 2 W]``,
+    ``out`` int32 ``[2, len(rows)]``. Exact integer arithmetic."""
+    library = _library()
+    if library is None:
+        raise OSError("the nibble_dots kernel is not available")
+    assert plane.dtype == np.uint8 and plane.flags.c_contiguous and queries.flags.c_contiguous
+    assert out.dtype == np.int32 and out.flags.c_contiguous and queries.shape == (2, 2 * plane.shape[1])
+    count = plane.shape[0] if rows is None else len(rows)
+    if rows is not None:
+        rows = np.ascontiguousarray(rows, dtype=np.int64)
+    library.pss_nibble_dots(
+        ctypes.c_void_p(plane.ctypes.data), ctypes.c_long(plane.shape[1]),
+        ctypes.c_void_p(None if rows is None else rows.ctypes.data), ctypes.c_long(count),
+        ctypes.c_long(blocks[0]), ctypes.c_long(blocks[1]),
+        ctypes.c_void_p(queries[0].ctypes.data), ctypes.c_void_p(queries[1].ctypes.data),
+        ctypes.c_void_p(out[0].ctypes.data), ctypes.c_void_p(out[1].ctypes.data), ctypes.c_int(threads()))
+
+
+def available() -> bool:
+    return _library() is not None
+
+
+def kernel_status() -> str:
+    """What the exact search's first stage runs on here, for benchmark reports."""
+    if _library() is None:
+        return "no compiled kernel (exact queries scan float32)"
+    return f"compiled C kernel ({'AVX-512 VNNI' if _flags() else 'plain C'}, {threads()} threads)"
+
+
+@functools.cache
+def _library() -> ctypes.CDLL | None:
+    try:
+        library = ctypes.CDLL(str(_build()))
+    except (OSError, subprocess.SubprocessError) as exc:
+        _log.info("compiled search kernel unavailable (%s); exact queries scan float32", exc)
+        return None
+    library.pss_nibble_dots.restype = ctypes.c_int
+    return library
+
+
+def _flags() -> list[str]:
+    try:
+        cpu = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    flags = next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), [])
+    return _VNNI_FLAGS if {"avx512f", "avx512bw", "avx512_vnni"} <= set(flags) else []
+
+
+def _build() -> Path:
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        raise OSError("no C compiler found")
+    flags = ["-O3", "-fPIC", "-shared", "-pthread", *_flags()]
+    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
+    cache = Path(os.environ.get("PSS_CACHE_DIR", Path.home() / ".cache" / "pss")) / "kernels"
+    target = cache / f"nibble_dots-{key}.so"
+    if target.exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as scratch:
+        built = Path(scratch) / target.name
+        result = subprocess.run([compiler, *flags, str(_SOURCE), "-o", str(built)], capture_output=True, text=True,
+                                timeout=120)
+        if result.returncode != 0:
+            raise OSError(f"{Path(compiler).name} failed: {result.stderr.strip()[:500]}")
+        os.replace(built, target)  # atomic: concurrent builders never see half a file
+    return target

@@ -191,47 +191,64 @@ class ResidualCodes:
                    prefix_sq: np.ndarray, allowed: np.ndarray | None) -> tuple[np.ndarray, int]:
         """Rows (among ``allowed``) that can be in the top ``k`` over the layer range, by the two code stages;
         and the bytes read."""
-        start, stop = layers
-        a, b = boundaries[start], boundaries[stop]
-        code = encode_query(query, a, b, self.planes.shape[2])
         pool = np.flatnonzero(allowed) if allowed is not None else np.arange(self.planes.shape[1])
         if len(pool) <= k:
             return pool, 0
-        # <a, V^T q_R>, by einsum: small products, where a threaded BLAS call costs more than it saves
-        projected = np.einsum("nd,d->n", self.coeffs, np.einsum("fd,f->d", self.basis[a:b], query[a:b].astype(np.float64)))
-        full_sq, range_sq = prefix_sq[:, -1], np.maximum(prefix_sq[:, stop] - prefix_sq[:, start], 0.0)
-        factor = np.zeros_like(full_sq)  # cosine = <u, q_R> |x| / (|x_R| |q_R|); empty sides score 0
-        np.divide(np.sqrt(full_sq), np.sqrt(range_sq) * code.norm, out=factor, where=(range_sq > 0) & (code.norm > 0))
-        block_bytes = 64 * (code.blocks[1] - code.blocks[0])
+        bounds = self.query_bounds(query, layers, boundaries, prefix_sq)
+        block_bytes = 64 * (bounds.code.blocks[1] - bounds.code.blocks[0])
         side_bytes = 8 * (self.coeffs.shape[1] + 1 + 2 + 3)  # coefficients, step, two error and three norm columns
-        bytes_read = len(pool) * (block_bytes + side_bytes)
-        # stage 1: coarse codes 16 h of every row in the pool
-        coarse = self._dots(0, code, None if allowed is None else pool)
-        rows = pool
-        low, high = self._bounds(projected[rows], 16 * coarse, _COARSE_MAX, 0, rows, code, layers, factor[rows])
-        rows = candidate_rows(low, high, k, rows)
-        coarse = coarse[np.searchsorted(pool, rows)]
-        # stage 2: c = 16 h + l for the survivors
-        bytes_read += len(rows) * block_bytes
-        fine = 16 * coarse + self._dots(1, code, rows)
-        low, high = self._bounds(projected[rows], fine, _LEVELS, 1, rows, code, layers, factor[rows])
-        return candidate_rows(low, high, k, rows), bytes_read
+        low, high, coarse = bounds.coarse(None if allowed is None else pool)  # every row of the pool
+        rows = candidate_rows(low, high, k, pool)
+        low, high = bounds.fine(rows, coarse[np.searchsorted(pool, rows)])  # the survivors
+        return candidate_rows(low, high, k, rows), len(pool) * (block_bytes + side_bytes) + len(rows) * block_bytes
 
-    def _dots(self, plane: int, code: QueryCode, rows: np.ndarray | None) -> np.ndarray:
+    def query_bounds(self, query: np.ndarray, layers: tuple[int, int], boundaries: list[int],
+                     prefix_sq: np.ndarray) -> "QueryBounds":
+        return QueryBounds(self, query, layers, boundaries, prefix_sq)
+
+
+class QueryBounds:
+    """One query's per-row cosine bounds over a layer range, from the coarse codes or the full codes."""
+
+    def __init__(self, codes: ResidualCodes, query: np.ndarray, layers: tuple[int, int], boundaries: list[int],
+                 prefix_sq: np.ndarray):
+        start, stop = layers
+        a, b = boundaries[start], boundaries[stop]
+        self.codes, self.layers = codes, layers
+        self.code = encode_query(query, a, b, codes.planes.shape[2])
+        # <a, V^T q_R>, by einsum: small products, where a threaded BLAS call costs more than it saves
+        basis_side = np.einsum("fd,f->d", codes.basis[a:b], query[a:b].astype(np.float64))
+        self.projected = np.einsum("nd,d->n", codes.coeffs, basis_side)
+        full_sq, range_sq = prefix_sq[:, -1], np.maximum(prefix_sq[:, stop] - prefix_sq[:, start], 0.0)
+        self.factor = np.zeros_like(full_sq)  # cosine = <u, q_R> |x| / (|x_R| |q_R|); empty sides score 0
+        np.divide(np.sqrt(full_sq), np.sqrt(range_sq) * self.code.norm, out=self.factor,
+                  where=(range_sq > 0) & (self.code.norm > 0))
+
+    def coarse(self, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(low, high, <h, p>)`` of ``rows`` (None = all) from the coarse plane ``16 h``."""
+        dots = self._dots(0, rows)
+        return (*self._interval(16 * dots, _COARSE_MAX, 0, rows), dots)
+
+    def fine(self, rows: np.ndarray | None, coarse_dots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` of ``rows`` from the full codes ``c = 16 h + l``, given their coarse dot products."""
+        return self._interval(16 * coarse_dots + self._dots(1, rows), _LEVELS, 1, rows)
+
+    def _dots(self, plane: int, rows: np.ndarray | None) -> np.ndarray:
         """``<codes, p1 + p2 / 254>`` of the plane's codes (nibble - 8) for ``rows`` (None = all), float64."""
-        count = self.planes.shape[1] if rows is None else len(rows)
-        out = np.empty((2, count), dtype=np.int32)
-        native.nibble_dots(self.planes[plane], rows, code.blocks, code.integers, out)
-        exact_sums = out.astype(np.int64) - 8 * code.sums[:, None]
+        planes = self.codes.planes
+        out = np.empty((2, planes.shape[1] if rows is None else len(rows)), dtype=np.int32)
+        native.nibble_dots(planes[plane], rows, self.code.blocks, self.code.integers, out)
+        exact_sums = out.astype(np.int64) - 8 * self.code.sums[:, None]
         return exact_sums[0] + exact_sums[1] / _FINE
 
-    def _bounds(self, projected: np.ndarray, dots: np.ndarray, code_max: int, stage: int, rows: np.ndarray,
-                code: QueryCode, layers: tuple[int, int], factor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        start, stop = layers
-        scale = self.scale[rows]
-        error = np.sqrt(np.maximum(self.error_sq[stage, stop, rows] - self.error_sq[stage, start, rows], 0.0))
-        estimate = projected + scale * code.step * dots
-        slack = error * code.norm + code_max * scale * code.rounding_l1
+    def _interval(self, dots: np.ndarray, code_max: int, stage: int, rows: np.ndarray | None):
+        start, stop = self.layers
+        take = slice(None) if rows is None else rows
+        scale, error_sq = self.codes.scale[take], self.codes.error_sq[stage]
+        error = np.sqrt(np.maximum(error_sq[stop, take] - error_sq[start, take], 0.0))
+        estimate = self.projected[take] + scale * self.code.step * dots
+        slack = error * self.code.norm + code_max * scale * self.code.rounding_l1
+        factor = self.factor[take]
         return (estimate - slack) * factor - _MARGIN, (estimate + slack) * factor + _MARGIN
 
 

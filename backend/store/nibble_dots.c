@@ -16,6 +16,8 @@
 #include <immintrin.h>
 #endif
 
+#define PREFETCH_BYTES 1024
+
 typedef struct {
     const uint8_t *plane;
     long row_bytes, block_lo, block_hi;
@@ -33,6 +35,7 @@ static void dot_row(const uint8_t *row, const int8_t *qa, const int8_t *qb, long
     __m512i acc_a2 = _mm512_setzero_si512(), acc_b2 = _mm512_setzero_si512();
     for (long b = block_lo; b < block_hi; b++) {
         __m512i packed = _mm512_loadu_si512((const void *)(row + 64 * b));
+        __builtin_prefetch(row + 64 * b + PREFETCH_BYTES); /* the next page too: hardware prefetchers stop at 4 KiB */
         __m512i lo = _mm512_and_si512(packed, low_mask);
         __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_mask);
         acc_a = _mm512_dpbusd_epi32(acc_a, lo, _mm512_loadu_si512((const void *)(qa + 128 * b)));

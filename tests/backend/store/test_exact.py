@@ -113,6 +113,26 @@ def test_rows_built_to_sit_on_the_bound(tmp_path):
             assert_same_top_k(s.search(query, 5, (0, LAYERS), None), float32_scan(s, query, 5, (0, LAYERS), None))
 
 
+def test_rows_on_the_code_grid_need_the_query_rounding_term(tmp_path, monkeypatch):
+    """Rows whose residual is exactly step x codes have no quantization error, so only the term for the
+    query's integer rounding covers them; queries whose rounding leans along each row's codes use it up."""
+    monkeypatch.setattr(exact, "principal_directions", lambda m: np.zeros((m.shape[1], 0)))  # residual = unit row
+    rng = np.random.default_rng(15)
+    grid = rng.integers(-60, 61, (40, CUTS[-1]))
+    grid[:, 0] = 119  # the largest code: the step is |x| / 119 of the unit row, exactly
+    matrix = grid.astype(np.float32)
+    s = searcher(matrix, tmp_path)
+    for row in (0, 13, 39):
+        query = 0.99 / 508 * np.sign(grid[row]).astype(np.float64)  # below one fine step: all of it is rounding
+        query[0] = 127.0  # fixes the query's step at 1
+        query = query.astype(np.float32)
+        truth = true_cosine(matrix, query, (0, LAYERS))
+        low, high = both_stages(s, query, (0, LAYERS))[1]
+        assert np.all(low <= truth) and np.all(truth <= high)
+        slack = (high[row] - low[row]) / 2
+        assert abs(truth[row] - (high[row] + low[row]) / 2) > 0.1 * slack > 10 * exact._MARGIN
+
+
 def test_near_ties_around_the_kth_score(tmp_path):
     """Many rows within 1e-5 of each other straddle the k-th score: all must be re-scored."""
     rng = np.random.default_rng(5)

@@ -32,22 +32,25 @@ def threads() -> int:
 def nibble_dots(plane: np.ndarray, rows: np.ndarray | None, blocks: tuple[int, int], queries: np.ndarray,
                 out: np.ndarray) -> None:
     """``out[j, i] = sum(code * queries[j])`` over 64-byte blocks ``blocks`` of row ``rows[i]`` (all rows when
-    None) of ``plane`` (uint8 ``[N, W]``, two codes a byte, see nibble_dots.c); ``queries`` is int8 ``[2, 2 W]``,
-    ``out`` int32 ``[2, len(rows)]``. Exact integer arithmetic."""
+    None) of ``plane`` (uint8 ``[N, W]``, two codes a byte, see nibble_dots.c); ``queries`` is int8 ``[Q, 2 W]``
+    with Q = 1 or 2, ``out`` int32 ``[Q, len(rows)]``. Exact integer arithmetic."""
     library = _library()
     if library is None:
         raise OSError("the nibble_dots kernel is not available")
     assert plane.dtype == np.uint8 and plane.flags.c_contiguous and queries.flags.c_contiguous
-    assert out.dtype == np.int32 and out.flags.c_contiguous and queries.shape == (2, 2 * plane.shape[1])
+    two = len(queries) == 2
+    assert queries.dtype == np.int8 and queries.shape in ((1, 2 * plane.shape[1]), (2, 2 * plane.shape[1]))
     count = plane.shape[0] if rows is None else len(rows)
+    assert out.dtype == np.int32 and out.flags.c_contiguous and out.shape == (len(queries), count)
     if rows is not None:
         rows = np.ascontiguousarray(rows, dtype=np.int64)
     library.pss_nibble_dots(
         ctypes.c_void_p(plane.ctypes.data), ctypes.c_long(plane.shape[1]),
         ctypes.c_void_p(None if rows is None else rows.ctypes.data), ctypes.c_long(count),
         ctypes.c_long(blocks[0]), ctypes.c_long(blocks[1]),
-        ctypes.c_void_p(queries[0].ctypes.data), ctypes.c_void_p(queries[1].ctypes.data),
-        ctypes.c_void_p(out[0].ctypes.data), ctypes.c_void_p(out[1].ctypes.data), ctypes.c_int(threads()))
+        ctypes.c_void_p(queries[0].ctypes.data), ctypes.c_void_p(queries[1].ctypes.data if two else None),
+        ctypes.c_void_p(out[0].ctypes.data), ctypes.c_void_p(out[1].ctypes.data if two else None),
+        ctypes.c_int(threads()))
 
 
 def available() -> bool:

@@ -2,9 +2,9 @@
 
    A plane holds rows of `row_bytes` bytes (a multiple of 64). Byte j of each 64-byte block b holds two codes
    in 0..15: the low nibble is dimension 128 b + j, the high nibble dimension 128 b + 64 + j, so a query is
-   read in its natural order. For two int8 queries at once (the codes are loaded once), out_a[i] and out_b[i]
-   are the sums over the blocks [block_lo, block_hi) of code * query, exactly (int32: |term| <= 15 * 128, so
-   rows of up to a million dimensions cannot overflow; exact.py checks the length).
+   read in its natural order. out_a[i] (and out_b[i], for a second query when query_b is not NULL: the codes
+   are loaded once) is the sum over the blocks [block_lo, block_hi) of code * query, exactly (int32:
+   |term| <= 15 * 128, so rows of up to a million dimensions cannot overflow; exact.py checks the length).
 
    With AVX-512 VNNI one instruction multiplies and sums 64 unsigned codes with 64 signed query bytes; other
    CPUs get a plain loop. Rows are split between `threads` POSIX threads. Plain C; kernel loader: native.py. */
@@ -32,19 +32,20 @@ static void dot_row(const uint8_t *row, const int8_t *qa, const int8_t *qb, long
 #if defined(__AVX512VNNI__) && defined(__AVX512BW__)
     const __m512i low_mask = _mm512_set1_epi8(0x0F);
     __m512i acc_a = _mm512_setzero_si512(), acc_b = _mm512_setzero_si512();
-    __m512i acc_a2 = _mm512_setzero_si512(), acc_b2 = _mm512_setzero_si512();
     for (long b = block_lo; b < block_hi; b++) {
         __m512i packed = _mm512_loadu_si512((const void *)(row + 64 * b));
         __builtin_prefetch(row + 64 * b + PREFETCH_BYTES); /* the next page too: hardware prefetchers stop at 4 KiB */
         __m512i lo = _mm512_and_si512(packed, low_mask);
         __m512i hi = _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_mask);
         acc_a = _mm512_dpbusd_epi32(acc_a, lo, _mm512_loadu_si512((const void *)(qa + 128 * b)));
-        acc_a2 = _mm512_dpbusd_epi32(acc_a2, hi, _mm512_loadu_si512((const void *)(qa + 128 * b + 64)));
-        acc_b = _mm512_dpbusd_epi32(acc_b, lo, _mm512_loadu_si512((const void *)(qb + 128 * b)));
-        acc_b2 = _mm512_dpbusd_epi32(acc_b2, hi, _mm512_loadu_si512((const void *)(qb + 128 * b + 64)));
+        acc_a = _mm512_dpbusd_epi32(acc_a, hi, _mm512_loadu_si512((const void *)(qa + 128 * b + 64)));
+        if (qb) {
+            acc_b = _mm512_dpbusd_epi32(acc_b, lo, _mm512_loadu_si512((const void *)(qb + 128 * b)));
+            acc_b = _mm512_dpbusd_epi32(acc_b, hi, _mm512_loadu_si512((const void *)(qb + 128 * b + 64)));
+        }
     }
-    *out_a = _mm512_reduce_add_epi32(_mm512_add_epi32(acc_a, acc_a2));
-    *out_b = _mm512_reduce_add_epi32(_mm512_add_epi32(acc_b, acc_b2));
+    *out_a = _mm512_reduce_add_epi32(acc_a);
+    if (qb) *out_b = _mm512_reduce_add_epi32(acc_b);
 #else
     int32_t sum_a = 0, sum_b = 0;
     for (long b = block_lo; b < block_hi; b++) {
@@ -52,11 +53,11 @@ static void dot_row(const uint8_t *row, const int8_t *qa, const int8_t *qb, long
         for (int j = 0; j < 64; j++) {
             int lo = bytes[j] & 15, hi = bytes[j] >> 4;
             sum_a += lo * qa[128 * b + j] + hi * qa[128 * b + 64 + j];
-            sum_b += lo * qb[128 * b + j] + hi * qb[128 * b + 64 + j];
+            if (qb) sum_b += lo * qb[128 * b + j] + hi * qb[128 * b + 64 + j];
         }
     }
     *out_a = sum_a;
-    *out_b = sum_b;
+    if (qb) *out_b = sum_b;
 #endif
 }
 
@@ -65,12 +66,12 @@ static void *run_job(void *arg) {
     for (long i = w->first; i < w->last; i++) {
         long row = w->rows ? (long)w->rows[i] : i;
         dot_row(w->plane + row * w->row_bytes, w->query_a, w->query_b, w->block_lo, w->block_hi, w->out_a + i,
-                w->out_b + i);
+                w->out_b ? w->out_b + i : NULL);
     }
     return NULL;
 }
 
-/* out_a[i], out_b[i] for i < count: row i of the plane (rows == NULL) or row rows[i]. Returns 0, or 1 when
+/* out_a[i] (and out_b[i] unless query_b is NULL) for i < count: row i of the plane (rows == NULL) or row rows[i]. Returns 0, or 1 when
    a thread could not be started (its share is then done on this thread: the same result). */
 int pss_nibble_dots(const uint8_t *plane, long row_bytes, const int64_t *rows, long count, long block_lo,
                     long block_hi, const int8_t *query_a, const int8_t *query_b, int32_t *out_a, int32_t *out_b,

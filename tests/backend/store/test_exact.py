@@ -72,8 +72,7 @@ def test_random_queries_match_the_float32_scan(tmp_path, layers):
 
 def both_stages(s, query, layers):
     bounds = s._quantized().query_bounds(query, layers, CUTS, s.prefix_sq)
-    low, high, coarse = bounds.coarse(None)
-    return (low, high), bounds.fine(None, coarse)
+    return bounds.coarse(None), bounds.fine(None)
 
 
 @pytest.mark.parametrize("layers", RANGES)
@@ -197,10 +196,11 @@ def test_kernel_sums_are_exact(monkeypatch, flags):
     queries[:, :128] = np.array([127, -127], dtype=np.int8)[:, None]
     for rows, blocks in ((None, (0, 5)), (np.array([299, 0, 7, 7, 150]), (1, 4)), (np.arange(0, 300, 3), (4, 5))):
         picked = values if rows is None else values[rows]
-        out = np.empty((2, len(picked)), dtype=np.int32)
-        native.nibble_dots(plane, rows, blocks, queries, out)
         span = slice(128 * blocks[0], 128 * blocks[1])
-        np.testing.assert_array_equal(out, queries[:, span].astype(np.int64) @ picked[:, span].T)
+        for parts in (1, 2):
+            out = np.empty((parts, len(picked)), dtype=np.int32)
+            native.nibble_dots(plane, rows, blocks, queries[:parts], out)
+            np.testing.assert_array_equal(out, queries[:parts, span].astype(np.int64) @ picked[:, span].T)
 
 
 def test_the_query_encoding_is_within_its_rounding_term():
@@ -212,6 +212,7 @@ def test_the_query_encoding_is_within_its_rounding_term():
     q = np.zeros(384)
     q[16:200] = query[16:200]
     assert np.abs(q - approx).sum() == pytest.approx(code.rounding_l1, rel=1e-12)
+    assert np.abs(q - code.step * code.integers[0]).sum() == pytest.approx(code.coarse_rounding_l1, rel=1e-12)
     assert np.abs(q - approx).max() <= code.step / 508 * (1 + 1e-12)
     assert code.norm == pytest.approx(np.linalg.norm(q), rel=1e-14)
 

@@ -84,7 +84,7 @@ def test_exact_search_over_float16_rows_is_exact_for_the_stored_values(tmp_path,
         allowed = np.ones(len(stored), dtype=bool)
         allowed[qid] = False
         got = found.search(rows[qid], 10, layers, allowed)
-        assert got.rescored < len(stored) and got.bytes_read < rows.nbytes  # the prefilter did the work
+        assert got.rescored < len(stored)  # the codes did the work
         x, q = stored[:, a:b], stored[qid, a:b]
         cosine = x @ q / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
         assert_same_top_k(got, search.top_k(cosine, 10, allowed))

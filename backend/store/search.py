@@ -8,8 +8,8 @@ recall@10 against exact search is measured when they are built.
 
 Exact search over a range of dimensions uses ``X[:, a:b] @ q[a:b]`` (a strided BLAS gemv that reads only
 those columns) divided by row norms taken from per-row prefix sums of squares at layer boundaries, so no
-index is needed per layer range. The scan is memory-bandwidth bound; ``exact.py`` reads a quarter of the
-bytes for wide ranges, with the same answers; see ``docs/benchmarks.md``.
+index is needed per layer range. The scan is memory-bandwidth bound; ``exact.py`` reads about an eighth of
+the bytes, with the same answers; see ``docs/benchmarks.md``.
 """
 
 from __future__ import annotations

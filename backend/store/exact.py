@@ -42,7 +42,7 @@ from .search import chunk_rows, range_cosine, top_k
 CODES = "search_codes.npy"  # uint8 [2, N, W]: coarse and fine 4-bit planes of the residual codes, beside profiles_std
 BOUNDS = "search_bounds.npz"  # written last: basis, coefficients, steps, error prefix sums, source tag
 MIN_BYTES = 1 << 28  # below this a float32 scan is already fast (and mostly in cache): no copy is made
-FLOAT32_SCAN_DIMS = 0  # layer ranges narrower than this scan float32 (see docs/benchmarks.md)
+FLOAT32_SCAN_DIMS = 512  # narrower ranges of float32 rows scan float32 (per-query overhead; docs/benchmarks.md)
 BASIS_DIMS = 32  # principal directions kept per row as float32 coefficients
 BASIS_SAMPLE = 512  # rows the directions are computed from
 _FORMAT = "pca32-nibbles-v1"  # part of the cache tag: copies of another layout are rebuilt
@@ -84,7 +84,8 @@ class ExactSearch:
         """Top ``k`` cosine over layers ``start:stop`` among ``allowed`` rows (None = all), best first."""
         start, stop = layers
         a, b = self.boundaries[start], self.boundaries[stop]
-        codes = self._quantized() if b - a >= FLOAT32_SCAN_DIMS else None
+        narrow = b - a < FLOAT32_SCAN_DIMS and self.matrix.itemsize == 4  # 16-bit columns always take the codes
+        codes = None if narrow else self._quantized()
         if codes is None:
             ids, scores = top_k(range_cosine(self.matrix, self.prefix_sq, query, (a, b), layers), k, allowed)
             return SearchResult(ids, scores, self.matrix.shape[0] * ((b - a) * self.matrix.itemsize + 16),

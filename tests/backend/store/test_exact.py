@@ -241,6 +241,16 @@ def test_any_basis_keeps_the_answers_exact_and_principal_directions_prune_shared
     assert rescored["principal"] < rescored["none"] / 2, rescored
 
 
+def test_narrow_ranges_of_float32_rows_scan_float32(tmp_path, monkeypatch):
+    monkeypatch.setattr(exact, "FLOAT32_SCAN_DIMS", 100)
+    matrix = clustered(n=300, seed=16)
+    s = searcher(matrix, tmp_path)
+    for layers, plain in (((0, 1), True), ((2, 3), True), ((1, 4), False)):  # 16, 56 and 104 filters
+        got = s.search(matrix[9], 5, layers, None)
+        assert (got.rescored == len(matrix)) == plain
+        assert_same_top_k(got, float32_scan(s, matrix[9], 5, layers, None))
+
+
 def test_without_a_compiled_kernel_queries_scan_float32(tmp_path, monkeypatch):
     monkeypatch.setattr(native, "_library", lambda: None)
     matrix = clustered(n=200, seed=14)

@@ -104,16 +104,15 @@ class ExactSearch:
 
     def _quantized(self) -> "ResidualCodes | None":
         with self._lock:
+            if self.use_codes and not native.available():  # no C compiler here: the plain scan (exact, slower)
+                self.use_codes = False
             if self._codes is None and self.use_codes:
-                if not native.available():  # no C compiler here: the plain scan (exact, slower)
-                    self.use_codes = False
-                    return None
                 try:
                     self._codes = ResidualCodes.load_or_build(self.directory, self.matrix, self.boundaries, self.tag)
                 except OSError as exc:  # e.g. a read-only artifacts dir: exact float32 scans, as before
                     log.warning("no search copy in %s (%s); exact queries scan float32", self.directory, exc)
                     self.use_codes = False
-            return self._codes
+            return self._codes if self.use_codes else None
 
 
 def candidate_rows(low: np.ndarray, high: np.ndarray, k: int, pool: np.ndarray) -> np.ndarray:

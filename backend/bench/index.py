@@ -3,11 +3,11 @@
 The default is 50,000 samples x 26,560 filters with ResNet-50's real 53-layer layout. For the full profile
 and two layer ranges it times, query by query side by side, the plain exact scan (a BLAS pass over the
 memory-mapped float32 matrix, normalized with per-layer prefix norms) and the exact search the backend uses
-(an int8 copy scanned first with per-row error bounds, then float32 only for rows that can still make the
-top k), checks that both give the same top k on every query, and prints the bytes each query read. Then the
-FAISS index of --index (sq8 by default), with its recall@k against exact. The data is written to a temporary
-dir (--dir) and deleted afterwards; it needs about samples x filters x 6 bytes of RAM for the page cache (8 GB
-by default).
+(backend/store/exact.py: 4-bit residual codes of every row scanned first with per-row error bounds, 4 more
+bits for the rows that can still make the top k, then float32 only for the few left), checks that both give
+the same top k on every query, and prints the bytes each query read. Then the FAISS index of --index (sq8 by
+default), with its recall@k against exact. The data is written to a temporary dir (--dir) and deleted
+afterwards; it needs about samples x filters x 5 bytes of RAM for the page cache (7 GB by default).
 
 examples:
   pss bench index                                  # 50,000 x 26,560
@@ -47,12 +47,13 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from backend.errors import PSSError
-    from backend.store import exact, search
+    from backend.store import exact, native, search
 
     if args.samples < args.k + 2 or args.queries < 1 or args.k < 1:
         raise PSSError("need --samples > --k + 1, and positive --queries and --k")
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     logging.getLogger("backend.store.exact").setLevel(logging.WARNING)  # the build is reported below
+    print(f"exact search kernel: {native.kernel_status()}")
     layout = _layout(args.filters, args.layers)
     n, f = args.samples, layout.num_filters
     print(f"synthetic profiles: {n:,} x {f:,} float32 ({n * f * 4 / 1e9:.2f} GB), {len(layout)} layers, "
@@ -66,9 +67,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"data written and prefix norms computed in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         prefiltered = exact.ExactSearch(matrix, prefix, boundaries, Path(tmp), "bench", min_bytes=0)
-        prefiltered.search(matrix[0], args.k, (0, len(layout)), None)  # builds the int8 copy
-        print(f"int8 search copy built in {time.perf_counter() - started:.1f} s "
-              f"({(Path(tmp) / exact.CODES).stat().st_size / 1e9:.2f} GB)")
+        prefiltered.prepare()
+        print(f"search copy built in {time.perf_counter() - started:.1f} s "
+              f"({(Path(tmp) / exact.CODES).stat().st_size / 1e9:.2f} GB of codes, "
+              f"{(Path(tmp) / exact.BOUNDS).stat().st_size / 1e9:.2f} GB of side arrays)")
         queries = np.random.default_rng(args.seed + 1).choice(n, size=args.queries, replace=False)
         allowed = np.ones(n, dtype=bool)
 
@@ -144,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else "-"
         print(f"{name:<56} {r['p50']:>8.1f} {r['p95']:>8.1f} {ratio:>7} {r['mb_read']:>8.2f} {r['rescored']:>9.0f}  "
               f"{recall}")
-    print(f"load average {os.getloadavg()[0]:.2f}; MB read: per query, of the int8/float32 matrices and their "
-          "side arrays; re-scored: median rows scored in float32")
+    print(f"load average {os.getloadavg()[0]:.2f}; MB read: per query, of the float32 matrix, the codes and "
+          "their side arrays; re-scored: median rows scored in float32")
     return 1 if mismatches else 0
 
 

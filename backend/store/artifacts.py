@@ -63,14 +63,14 @@ def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
 
 
 def exact_search(directory: Path, manifest: Manifest, profiles_std, profile_norms: np.ndarray) -> exact.ExactSearch:
-    """The exact layer-range search over a dir's stored profiles; its int8 copy is tied to this manifest."""
+    """The exact layer-range search over a dir's stored profiles; its search copy is tied to this manifest."""
     boundaries = [span.start for span in manifest.layout.spans] + [manifest.layout.num_filters]
     return exact.ExactSearch(profiles_std, profile_norms, boundaries, directory,
                              json.dumps(manifest.to_json(), sort_keys=True))
 
 
 def build_search_copy(directory: Path, manifest: Manifest) -> None:
-    """Writes the int8 search copy of a dir whose arrays are complete and whose ``manifest`` is not yet
+    """Writes the search copy (exact.py) of a dir whose arrays are complete and whose ``manifest`` is not yet
     written (so the copy is part of the finished dir); nothing for profiles below ``exact.MIN_BYTES``."""
     profiles_std = storage.open_rows(np.load(directory / PROFILES_STD, mmap_mode="r", allow_pickle=False),
                                      manifest.storage.profiles_std)

@@ -10,7 +10,7 @@ Each array gets the 16-bit format that fits its values (measured on the demo's 1
   and 2 % would round to zero. numpy has no bfloat16, so the file holds the bit patterns as ``uint16``
   (``float32 = (bits.astype(uint32) << 16).view(float32)``, exactly).
 
-Everything derived from a stored array (prefix norms, the int8 search copy, FAISS indexes, query vectors)
+Everything derived from a stored array (prefix norms, the search copy, FAISS indexes, query vectors)
 is computed from the stored values, so exact search stays exact with respect to what is stored.
 """
 

@@ -57,11 +57,12 @@ class CamLayer:
     name: str
     grid: tuple[int, int] | None = None
     prefix: int = 0
+    channels_last: bool = False  # the module's output is ``[B, h, w, C]`` (Swin's stages)
 
     def feature_map(self, tokens_or_map: torch.Tensor) -> torch.Tensor:
         """``[B, C, h, w]`` from what the hook kept."""
         if self.grid is None:
-            return tokens_or_map
+            return tokens_or_map.permute(0, 3, 1, 2) if self.channels_last else tokens_or_map
         tokens = tokens_or_map[:, self.prefix :]
         return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *self.grid)
 
@@ -74,29 +75,32 @@ def cam_layer(model: nn.Module, example: torch.Tensor) -> CamLayer:
     transformer blocks run after the patch embedding, the patch tokens entering the last block.
 
     A block is a child of an ``nn.Sequential`` / ``nn.ModuleList`` whose input is ``[B, T, C]`` with T a few
-    prefix tokens plus the ``h x w`` grid of a conv output with C channels seen earlier in the forward."""
+    prefix tokens plus the ``h x w`` grid of a conv output with C channels seen earlier in the forward. A
+    stage output ``[B, h, w, C]`` that a LayerNorm over its last dim also saw is read as channels-last."""
     modules = dict(model.named_modules())
     in_lists = {f"{name}.{child}" if name else child for name, m in modules.items()
                 if isinstance(m, (nn.Sequential, nn.ModuleList)) for child, _ in m.named_children()}
-    seen: list[tuple[str, tuple[int, ...] | None, tuple[int, ...] | None, bool]] = []  # forward order
+    seen: list[tuple[str, tuple[int, ...] | None, tuple[int, ...] | None, type]] = []  # forward order
 
     def shape(value) -> tuple[int, ...] | None:
         return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
     def record(name: str):
         return lambda module, args, out: seen.append(
-            (name, shape(args[0]) if args else None, shape(out), isinstance(module, nn.Conv2d)))
+            (name, shape(args[0]) if args else None, shape(out), type(module)))
 
     with HookSet([(m, record(n)) for n, m in modules.items() if n]), eval_mode(model), torch.no_grad():
         model(example[:1])
     grids: dict[int, tuple[int, int]] = {}  # channels -> (h, w) of conv outputs so far
     found = None
     stage = last_conv_stage(model)
-    for name, inputs, output, is_conv in seen:
-        if is_conv and output is not None and len(output) == 4:
+    channels_last = {inputs for _, inputs, _, kind in seen if issubclass(kind, nn.LayerNorm) and inputs
+                     and len(inputs) == 4}
+    for name, inputs, output, kind in seen:
+        if issubclass(kind, nn.Conv2d) and output is not None and len(output) == 4:
             grids[output[1]] = output[2:]
         if name == stage and output is not None and len(output) == 4:
-            found = CamLayer(name)
+            found = CamLayer(name, channels_last=output in channels_last)
         grid = grids.get(inputs[-1]) if inputs is not None and len(inputs) == 3 else None
         if name in in_lists and grid is not None and 0 <= inputs[1] - grid[0] * grid[1] <= _MAX_PREFIX_TOKENS:
             found = CamLayer(name, tuple(grid), inputs[1] - grid[0] * grid[1])

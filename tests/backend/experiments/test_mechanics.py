@@ -170,6 +170,21 @@ def test_grad_cam_layer_of_a_torchvision_vit_is_its_last_encoder_block():
     assert cam_layer(CamNet().eval(), torch.randn(1, 2, 6, 6)) == CamLayer("features")
 
 
+def test_grad_cam_reads_swin_stages_channels_last_and_convnext_channels_first():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    swin = torchvision.models.swin_t(num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    layer = cam_layer(swin, x)
+    assert layer == CamLayer("features", channels_last=True)
+    with torch.no_grad():
+        stage = swin.features(x)  # [2, 2, 2, 768]
+    cam = grad_cam(swin, x, torch.tensor([0, 2]), layer, upsample=False)
+    assert stage.shape == (2, 2, 2, 768) and cam.shape == (2, 2, 2)
+    convnext = torchvision.models.convnext_tiny(num_classes=3).eval()
+    assert cam_layer(convnext, x) == CamLayer("features")
+
+
 def test_input_gradient_equals_one_sample_at_a_time():
     model = tiny_model()
     x = torch.randn(3, 1, 8, 8)

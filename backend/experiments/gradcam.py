@@ -13,6 +13,7 @@ at pixel resolution, where Grad-CAM's bilinear upsampling makes most pixel ranks
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -42,23 +43,94 @@ def last_conv_stage(model: nn.Module) -> str:
     return name
 
 
-def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, target: str | None = None,
+# a token sequence holds the patch grid after at most this many class / register / distillation tokens
+_MAX_PREFIX_TOKENS = 8
+
+
+@dataclass(frozen=True)
+class CamLayer:
+    """Where Grad-CAM reads its feature map: a module's output ``[B, C, h, w]``, or, for transformers, the
+    tokens ``[B, prefix + h * w, C]`` entering the last block, whose last ``h * w`` are the patch grid. (The
+    usual ViT Grad-CAM: the class token reads the patches in that block's attention; after it, the head
+    sees only the class token, so the patch tokens there have no gradient.)"""
+
+    name: str
+    grid: tuple[int, int] | None = None
+    prefix: int = 0
+    channels_last: bool = False  # the module's output is ``[B, h, w, C]`` (Swin's stages)
+
+    def feature_map(self, tokens_or_map: torch.Tensor) -> torch.Tensor:
+        """``[B, C, h, w]`` from what the hook kept."""
+        if self.grid is None:
+            return tokens_or_map.permute(0, 3, 1, 2) if self.channels_last else tokens_or_map
+        tokens = tokens_or_map[:, self.prefix :]
+        return tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *self.grid)
+
+    def kept(self, args: tuple, output: torch.Tensor) -> torch.Tensor:
+        return args[0] if self.grid is not None else output
+
+
+def cam_layer(model: nn.Module, example: torch.Tensor) -> CamLayer:
+    """The last spatial feature map of one forward of ``example``: ``last_conv_stage``'s output, or, when
+    transformer blocks run after the patch embedding, the patch tokens entering the last block.
+
+    A block is a child of an ``nn.Sequential`` / ``nn.ModuleList`` whose input is ``[B, T, C]`` with T a few
+    prefix tokens plus the ``h x w`` grid of a conv output with C channels seen earlier in the forward. A
+    stage output ``[B, h, w, C]`` that a LayerNorm over its last dim also saw is read as channels-last."""
+    modules = dict(model.named_modules())
+    in_lists = {f"{name}.{child}" if name else child for name, m in modules.items()
+                if isinstance(m, (nn.Sequential, nn.ModuleList)) for child, _ in m.named_children()}
+    seen: list[tuple[str, tuple[int, ...] | None, tuple[int, ...] | None, type]] = []  # forward order
+
+    def shape(value) -> tuple[int, ...] | None:
+        return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+    def record(name: str):
+        return lambda module, args, out: seen.append(
+            (name, shape(args[0]) if args else None, shape(out), type(module)))
+
+    with HookSet([(m, record(n)) for n, m in modules.items() if n]), eval_mode(model), torch.no_grad():
+        model(example[:1])
+    grids: dict[int, tuple[int, int]] = {}  # channels -> (h, w) of conv outputs so far
+    found = None
+    stage = last_conv_stage(model)
+    channels_last = {inputs for _, inputs, _, kind in seen if issubclass(kind, nn.LayerNorm) and inputs
+                     and len(inputs) == 4}
+    for name, inputs, output, kind in seen:
+        if issubclass(kind, nn.Conv2d) and output is not None and len(output) == 4:
+            grids[output[1]] = output[2:]
+        if name == stage and output is not None and len(output) == 4:
+            found = CamLayer(name, channels_last=output in channels_last)
+        grid = grids.get(inputs[-1]) if inputs is not None and len(inputs) == 3 else None
+        if name in in_lists and grid is not None and 0 <= inputs[1] - grid[0] * grid[1] <= _MAX_PREFIX_TOKENS:
+            found = CamLayer(name, tuple(grid), inputs[1] - grid[0] * grid[1])
+    if found is None:
+        raise ValueError("Grad-CAM needs a spatial feature map: no conv stage or patch-token block was found")
+    return found
+
+
+def grad_cam(model: nn.Module, images: torch.Tensor, classes: torch.Tensor, target: CamLayer | str | None = None,
              upsample: bool = True) -> torch.Tensor:
     """``[B, H, W] >= 0``: ReLU(sum_k alpha_k A_k), upsampled (bilinear) to the input size unless ``upsample``
     is false (then at the feature map's own resolution).
 
-    ``A`` is the output of module ``target`` (default ``last_conv_stage``) and ``alpha_k`` the spatial mean of
-    ``d logit_class / d A_k``. Samples do not interact in eval mode, so a batch is one forward and backward.
+    ``A`` is the feature map of ``target`` (a module name, or ``cam_layer``'s answer by default) and
+    ``alpha_k`` the spatial mean of ``d logit_class / d A_k``. Samples do not interact in eval mode, so a batch
+    is one forward and backward.
     """
-    module = dict(model.named_modules())[target or last_conv_stage(model)]
+    if not isinstance(target, CamLayer):
+        target = CamLayer(target) if target is not None else cam_layer(model, images)
+    module = dict(model.named_modules())[target.name]
     kept: list[torch.Tensor] = []
-    with HookSet([(module, lambda _m, _a, out: kept.append(out))]), eval_mode(model), torch.enable_grad():
+    with HookSet([(module, lambda _m, args, out: kept.append(target.kept(args, out)))]), eval_mode(model), \
+            torch.enable_grad():
         logits = logits_of(model(images.detach()))
-        (activations,) = kept
+        (features,) = kept
         score = logits.gather(1, classes.view(-1, 1).to(logits.device)).sum()
-        (grads,) = torch.autograd.grad(score, activations)
+        (grads,) = torch.autograd.grad(score, features)
+    activations, grads = target.feature_map(features.detach()), target.feature_map(grads)
     alpha = grads.mean(dim=(2, 3), keepdim=True)
-    cam = F.relu((alpha * activations.detach()).sum(dim=1, keepdim=True))
+    cam = F.relu((alpha * activations).sum(dim=1, keepdim=True))
     if not upsample:
         return cam[:, 0]
     return F.interpolate(cam, size=images.shape[-2:], mode="bilinear", align_corners=False)[:, 0]
@@ -92,7 +164,7 @@ def run_gradcam(ctx: Context, max_samples: int | None = MAX_SAMPLES, examples: i
     started = time.perf_counter()
     a = ctx.artifacts
     ids = ctx.choose(max_samples)
-    target = last_conv_stage(ctx.model)
+    target = None
     # per sample: rho / overlap of (input-space map, Grad-CAM), (input gradient, Grad-CAM), (input-space map,
     # input gradient) at pixel resolution, and rho at Grad-CAM's resolution
     keys = ("saliency_cam", "gradient_cam", "saliency_gradient")
@@ -107,6 +179,7 @@ def run_gradcam(ctx: Context, max_samples: int | None = MAX_SAMPLES, examples: i
         for chunk in ctx.batches(ids):
             x, y = ctx.images(chunk), ctx.labels(chunk)
             classes = torch.as_tensor(preds[chunk], device=ctx.device)
+            target = target or cam_layer(ctx.model, x)
             cams = grad_cam(ctx.model, x, classes, target).cpu().numpy()
             cams_low = grad_cam(ctx.model, x, classes, target, upsample=False).cpu().numpy()
             grads = input_gradient(ctx.model, x, y).cpu().numpy()
@@ -131,7 +204,9 @@ def run_gradcam(ctx: Context, max_samples: int | None = MAX_SAMPLES, examples: i
                                   "top_overlap": round(float(overlap["saliency_cam"][done + j]), 4)})
                 bar.update(1)
             done += len(chunk)
-    params = {"gradcam_layer": target, "gradcam_class": "predicted", "input_saliency": {"top_k": top_k, "boost": boost,
+    params = {"gradcam_layer": target.name if target else None,
+              "gradcam_tokens": {"grid": list(target.grid), "prefix_tokens": target.prefix} if target and target.grid else None,
+              "gradcam_class": "predicted", "input_saliency": {"top_k": top_k, "boost": boost,
               "label": "true"}, "input_gradient": "max over channels of |d CE(true label) / dx|",
               "top_fraction": TOP_FRACTION, "max_samples": max_samples,
               "feature_resolution": "maps average-pooled to Grad-CAM's feature map; Grad-CAM not upsampled"}

@@ -18,7 +18,7 @@ import torch
 from backend.saliency import SaliencyStats, filter_saliency, input_saliency
 
 from .common import Context, bootstrap, result, spearman, write
-from .gradcam import grad_cam, last_conv_stage
+from .gradcam import cam_layer, grad_cam
 from .registry import Experiment, register
 
 MAX_SAMPLES = 32
@@ -49,7 +49,7 @@ def run_sanity(ctx: Context, max_samples: int | None = MAX_SAMPLES, stats_sample
         a.num_samples, size=min(stats_samples, a.num_samples), replace=False))
     x, y = ctx.images(ids), ctx.labels(ids)
     preds = torch.as_tensor(np.asarray(a.preds)[ids], device=ctx.device)
-    target = last_conv_stage(ctx.model)
+    target = cam_layer(ctx.model, x)
     model = copy.deepcopy(ctx.model)
     steps = [{"randomized": [], "stats": a.stats}]
     rho_map = np.full((len(ids), len(order) + 1), np.nan)
@@ -81,7 +81,7 @@ def run_sanity(ctx: Context, max_samples: int | None = MAX_SAMPLES, stats_sample
     }
     params = {"stages_last_first": order, "stats_samples": int(len(reference)), "top_k": top_k, "boost": boost,
               "randomization": "reset_parameters() of every submodule (BatchNorm running stats reset too), seeded",
-              "gradcam_layer": target, "max_samples": max_samples}
+              "gradcam_layer": target.name, "max_samples": max_samples}
     doc = result(ctx, "sanity", params, ids, results, started)
     write(ctx, doc)
     return doc

@@ -5,8 +5,9 @@ A ``TorchFunctionMode`` sees each torch call of the forward pass: ``nn.Conv2d`` 
 alone (a weight parametrization, weight standardization, a transpose) carries its source parameters with it,
 so an op whose weight is such a tensor is traced back to the parameters the optimizer updates.
 ``nn.MultiheadAttention`` runs its projections inside one fused function: that call is split into the
-projections, done here where they can be seen, and the attention itself, run with identity projections
-(exact: ``x @ I == x``).
+projections, done here where they can be seen, and the attention itself: computed here per head when the
+call has no masks or extras (ViTs), otherwise run by torch's function with identity projections (exact:
+``x @ I == x``, at the cost of four E x E matmuls per token).
 """
 
 from __future__ import annotations
@@ -253,8 +254,10 @@ class WeightOpMode(TorchFunctionMode):
         else:
             q, k, v = (self._project(t, a["in_proj_weight"], bias, (i * size, (i + 1) * size))
                        for i, t in enumerate((query, key, value)))
-        eye = torch.eye(size, dtype=q.dtype, device=q.device)
         out_weight, out_bias = a["out_proj_weight"], a["out_proj_bias"]
+        if not self.twice_differentiable and _plain_attention(a):
+            return self._project(_heads_attention(q, k, v, a["num_heads"]), out_weight, out_bias), None
+        eye = torch.eye(size, dtype=q.dtype, device=q.device)
         a.update(query=q, key=k, value=v, in_proj_weight=None, in_proj_bias=None, use_separate_proj_weight=True,
                  q_proj_weight=eye, k_proj_weight=eye, v_proj_weight=eye, out_proj_weight=eye, out_proj_bias=None)
         wanted = a["need_weights"]
@@ -263,6 +266,26 @@ class WeightOpMode(TorchFunctionMode):
         out, weights = func(**a)
         weights = weights if wanted else None
         return self._project(out, out_weight, out_bias), weights
+
+
+def _plain_attention(a: dict) -> bool:
+    """No masks, extra key/value rows, attention weights or active dropout: softmax(q k^T / sqrt(d)) v per
+    head is all the call computes, and it can be computed here without identity projections."""
+    extras = ("attn_mask", "key_padding_mask", "bias_k", "bias_v", "static_k", "static_v")
+    return (all(a[name] is None for name in extras) and not a["add_zero_attn"] and not a["need_weights"]
+            and not a["is_causal"] and (a["dropout_p"] == 0.0 or not a["training"]))
+
+
+def _heads_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, heads: int) -> torch.Tensor:
+    """``[L, N, E]`` attention of projected sequence-first ``q [L, N, E]``, ``k, v [S, N, E]``, as
+    ``F.multi_head_attention_forward`` computes it after its projections."""
+    length, batch, size = q.shape
+
+    def split(t: torch.Tensor) -> torch.Tensor:  # [T, N, E] -> [N, heads, T, E / heads]
+        return t.reshape(t.shape[0], batch * heads, size // heads).transpose(0, 1).view(batch, heads, t.shape[0], -1)
+
+    out = F.scaled_dot_product_attention(split(q), split(k), split(v))
+    return out.permute(2, 0, 1, 3).reshape(length, batch, size)
 
 
 def _tensors(args, kwargs) -> Iterator[torch.Tensor]:

@@ -324,6 +324,8 @@ def per_sample_abs_mean(
     fused = abs_grad_sum(x, grad, conv.kernel_size, conv.stride, padding, conv.dilation, conv.groups)
     if fused is not None:
         return fused.div_(fan_in)
+    if _depthwise_on_cpu(conv, x):
+        return _depthwise_weight_grads(conv, x, grad, padding).abs_().sum(dim=2).div_(fan_in)
     out = torch.empty(x.shape[0], grad.shape[1], device=grad.device, dtype=grad.dtype)
     positions = grad.shape[2] * grad.shape[3]
     if not x.is_cuda and positions >= _GROUPED_CONV_MIN_POSITIONS:
@@ -340,7 +342,40 @@ def per_sample_abs_mean(
 def per_sample_weight_grads(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """``[B, Cout, Cin/groups * kh * kw]``: every sample's full weight gradient (for weights used twice)."""
     x, padding = _explicit_padding(conv, x)
+    if _depthwise_on_cpu(conv, x):
+        return _depthwise_weight_grads(conv, x, grad, padding)
     return torch.cat([tile for _, tile in _weight_grad_tiles(conv, x, grad, padding)])
+
+
+def _depthwise_on_cpu(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return not x.is_cuda and x.shape[1] == conv.groups
+
+
+def _depthwise_weight_grads(
+    conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor, padding: tuple[int, int]
+) -> torch.Tensor:
+    """``[B, Cout, kh * kw]`` per-sample gradients of a depthwise conv (one input channel per group).
+
+    Sample n's gradient for filter o is the cross-correlation of its input channel with its output gradient
+    ``g[n, o]`` used as a kernel: the conv's stride becomes that kernel's dilation and its dilation the
+    stride. With the batch folded into the channels, one grouped forward conv computes them all; the CPU
+    conv library runs that many times faster than its weight-gradient kernel on the same groups (a 7x7
+    depthwise conv of ConvNeXt: docs/benchmarks.md)."""
+    batch, channels, height, width = x.shape
+    cout, out_h, out_w = grad.shape[1:]
+    kh, kw = conv.kernel_size
+    if cout != channels:  # a channel multiplier: filter o reads input channel o // (cout / channels)
+        x = x.repeat_interleave(cout // channels, dim=1)
+    grads = F.conv2d(
+        x.reshape(1, batch * cout, height, width),
+        grad.reshape(batch * cout, 1, out_h, out_w),
+        stride=conv.dilation,
+        padding=padding,
+        dilation=conv.stride,
+        groups=batch * cout,
+    )
+    # rows and columns past the last tap exist when the strided output left input rows unread
+    return grads[0, :, :kh, :kw].reshape(batch, cout, kh * kw)
 
 
 def _samples_per_tile(x: torch.Tensor, bytes_per_sample: int, budget_scale: int = 1) -> int:

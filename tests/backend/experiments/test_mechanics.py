@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from backend.experiments.common import bootstrap, rankdata, spearman
-from backend.experiments.gradcam import grad_cam, input_gradient, last_conv_stage, pooled
+from backend.experiments.gradcam import CamLayer, cam_layer, grad_cam, input_gradient, last_conv_stage, pooled
 from backend.experiments.masking import mask_pixels
 from backend.experiments.sanity import randomize, stages
 from backend.saliency import FilterLayout, prune_filters, row_weight_deltas
@@ -107,6 +107,82 @@ def test_grad_cam_equals_hand_computation():
     torch.testing.assert_close(cam, expected)
     torch.testing.assert_close(grad_cam(model, x, classes, upsample=False), expected)
     assert all(p.grad is None for p in model.parameters())
+
+
+class TokenMixer(nn.Module):
+    """Mixes the tokens (as attention does), so the first token reads the patches."""
+
+    def __init__(self, tokens: int, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.mix = nn.Linear(tokens, tokens)
+
+    def forward(self, x):
+        return x + torch.tanh(self.mix(self.norm(x).transpose(1, 2))).transpose(1, 2)
+
+
+class TinyTokenNet(nn.Module):
+    """A ViT in miniature with a rectangular patch grid (3 x 2) and two prefix tokens before the patches; the
+    head reads the first token only."""
+
+    def __init__(self, dim: int = 6, classes: int = 4):
+        super().__init__()
+        self.patch = nn.Conv2d(2, dim, 4, stride=4)
+        self.prefix = nn.Parameter(torch.randn(1, 2, dim))
+        self.blocks = nn.Sequential(TokenMixer(8, dim), TokenMixer(8, dim))
+        self.head = nn.Linear(dim, classes)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.prefix.expand(x.shape[0], -1, -1), tokens], dim=1)
+        return self.head(self.blocks(tokens)[:, 0])
+
+
+def test_grad_cam_on_patch_tokens_follows_the_patch_grid():
+    torch.manual_seed(0)
+    model = TinyTokenNet().eval()
+    x = torch.randn(3, 2, 12, 8)
+    classes = torch.tensor([0, 3, 1])
+    layer = cam_layer(model, x)
+    assert layer == CamLayer("blocks.1", grid=(3, 2), prefix=2)
+    cam = grad_cam(model, x, classes, upsample=False)
+    # token by token, in the order the patch conv's output was flattened (row-major over the 3 x 2 grid)
+    with torch.no_grad():
+        tokens = model.blocks[0](torch.cat([model.prefix.expand(3, -1, -1), model.patch(x).flatten(2).transpose(1, 2)], 1))
+    tokens.requires_grad_()
+    (grad,) = torch.autograd.grad(model.head(model.blocks[1](tokens)[:, 0]).gather(1, classes[:, None]).sum(), tokens)
+    alpha = grad[:, 2:].mean(dim=1)  # [B, dim]
+    expected = torch.relu(torch.einsum("bk,btk->bt", alpha, tokens[:, 2:].detach())).view(3, 3, 2)
+    assert expected.abs().sum() > 0
+    torch.testing.assert_close(cam, expected)
+    assert grad_cam(model, x, classes).shape == (3, 12, 8)
+
+
+def test_grad_cam_layer_of_a_torchvision_vit_is_its_last_encoder_block():
+    torchvision = pytest.importorskip("torchvision")
+    model = torchvision.models.VisionTransformer(image_size=16, patch_size=4, num_layers=2, num_heads=2,
+                                                 hidden_dim=8, mlp_dim=16, num_classes=3).eval()
+    nn.init.normal_(model.heads.head.weight)  # torchvision starts the head at zero: no gradient anywhere
+    x = torch.randn(2, 3, 16, 16)
+    assert cam_layer(model, x) == CamLayer("encoder.layers.encoder_layer_1", grid=(4, 4), prefix=1)
+    cam = grad_cam(model, x, torch.tensor([0, 2]), upsample=False)
+    assert cam.shape == (2, 4, 4) and bool((cam >= 0).all()) and cam.sum() > 0
+    assert cam_layer(CamNet().eval(), torch.randn(1, 2, 6, 6)) == CamLayer("features")
+
+
+def test_grad_cam_reads_swin_stages_channels_last_and_convnext_channels_first():
+    torchvision = pytest.importorskip("torchvision")
+    torch.manual_seed(0)
+    swin = torchvision.models.swin_t(num_classes=3).eval()
+    x = torch.randn(2, 3, 64, 64)
+    layer = cam_layer(swin, x)
+    assert layer == CamLayer("features", channels_last=True)
+    with torch.no_grad():
+        stage = swin.features(x)  # [2, 2, 2, 768]
+    cam = grad_cam(swin, x, torch.tensor([0, 2]), layer, upsample=False)
+    assert stage.shape == (2, 2, 2, 768) and cam.shape == (2, 2, 2)
+    convnext = torchvision.models.convnext_tiny(num_classes=3).eval()
+    assert cam_layer(convnext, x) == CamLayer("features")
 
 
 def test_input_gradient_equals_one_sample_at_a_time():

@@ -185,15 +185,6 @@ def test_input_saliency_on_linear_rows_matches_double_backward():
     torch.testing.assert_close(heat, expected, rtol=1e-8, atol=1e-12 * float(expected.max()))
 
 
-def test_weight_changes_on_other_than_plain_convs_are_refused_clearly():
-    from backend.saliency import row_weight_deltas
-
-    model = ConvKindsNet()
-    layout = FilterLayout.from_model(model)
-    with pytest.raises(ValueError, match="plain nn.Conv2d"):
-        row_weight_deltas(model, layout, {"functional.weight": torch.zeros(1, 8, 6, 3, 3)})
-
-
 def test_linear_tiles_do_not_change_the_result(monkeypatch):
     """One row of one sample per tile gives the same profile as whole samples (tiling is only for memory)."""
     model = TokenNet().double()

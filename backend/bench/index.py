@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 
+from backend.bench import existing_dir
+
 TIE_TOLERANCE = 1e-6  # answers may differ only in the order of rows whose float32 scores are this close
 
 
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--index", choices=["sq8", "ivf", "ivfpq"], default="sq8",
                         help="the approximate FAISS index timed after the exact methods, with its recall (default sq8)")
     parser.add_argument("--no-sq8", action="store_true", help="skip building and timing the approximate index")
-    parser.add_argument("--dir", default=None, help="where to write the temporary data (default: system temp)")
+    parser.add_argument("--dir", type=existing_dir, default=None,
+                        help="an existing folder for the temporary data (default: system temp)")
     parser.add_argument("--seed", type=int, default=0)
 
 

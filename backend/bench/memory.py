@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import argparse
 
+from backend.bench import existing_dir
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32", help="storage (as precompute)")
     parser.add_argument("--samples", type=int, default=50_000, help="rows (default 50,000: ImageNet val)")
     parser.add_argument("--feature-dim", type=int, default=2048, help="feature length (default 2048: ResNet-50)")
     parser.add_argument("--queries", type=int, default=3, help="queries of each kind (default 3)")
-    parser.add_argument("--dir", default=None, help="where to write the temporary dir (default: system temp)")
+    parser.add_argument("--dir", type=existing_dir, default=None,
+                        help="an existing folder for the temporary dir (default: system temp)")
     parser.add_argument("--seed", type=int, default=0)
 
 

@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from backend.cli import main
 
 
@@ -21,3 +23,11 @@ def test_bench_index_small(tmp_path, capsys):
         assert f"exact vs float32 scan, {r}: 3/3 queries with the same top 10" in out
     assert float(rows["exact, full profile (1,024 filters)"][3]) < float(rows["float32 scan, full profile (1,024 filters)"][3])
     assert list(tmp_path.iterdir()) == []  # the temporary data is removed
+
+
+@pytest.mark.parametrize("command", ["index", "memory"])
+def test_bench_refuses_a_missing_dir_in_one_line(tmp_path, capsys, command):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", command, "--dir", str(tmp_path / "missing")])
+    assert exit_info.value.code == 2
+    assert "is not an existing directory" in capsys.readouterr().err

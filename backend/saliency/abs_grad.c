@@ -8,7 +8,6 @@
    Compiled twice by kernels.py (REAL = float and double) with VEC_BYTES = the SIMD register width; plain C
    with GCC vector extensions, so no intrinsics and no Python or torch headers. */
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,26 +126,25 @@ static void run_item(const problem *pb, const real *sample_data, long item) {
     }
 }
 
-static void *worker(void *arg) {
-    worker_state *state = arg;
-    problem *pb = state->pb;
+/* Takes work items until none are left; `sample` is this thread's padded channels-last buffer. */
+static void work(problem *pb, real *sample) {
     long items = pb->n * pb->groups * pb->row_blocks, loaded = -1;
     for (;;) {
         long item = __atomic_fetch_add(&pb->next_item, 1, __ATOMIC_RELAXED);
-        if (item >= items) return NULL;
-        long sample = item / pb->row_blocks / pb->groups;
-        if (sample != loaded) {  /* items come in sample order, so each thread loads each sample about once */
-            load_sample(pb, sample, state->sample);
-            loaded = sample;
+        if (item >= items) return;
+        long n = item / pb->row_blocks / pb->groups;
+        if (n != loaded) {  /* items come in sample order, so each thread loads each sample about once */
+            load_sample(pb, n, sample);
+            loaded = n;
         }
-        run_item(pb, state->sample, item);
+        run_item(pb, sample, item);
     }
 }
 
-#define MAX_THREADS 64
-
-/* Channels per group must be a multiple of lanes(). Returns 0; -1 if out of memory (nothing computed), or
-   1 if a helper thread could not be started (the threads that did start still compute everything). */
+/* Channels per group must be a multiple of lanes(). Threads come from the OpenMP runtime torch itself uses
+   (the same libgomp.so.1 is already loaded): its workers, still spinning after torch's last parallel op, take
+   this work at once, where threads of our own would compete with them for the cores. Returns 0; -1 if out
+   of memory (nothing computed), or 1 if some threads had no buffer (the others still compute everything). */
 int NAME(pss_abs_grad_sum)(const real *x, const long *x_stride, const real *g, const long *g_stride, real *out,
                            long n, long cin, long height, long width, long cout, long oh, long ow, long kh,
                            long kw, long sh, long sw, long ph, long pw, long dh, long dw, long groups,
@@ -164,32 +162,22 @@ int NAME(pss_abs_grad_sum)(const real *x, const long *x_stride, const real *g, c
     problem pb = {x, {x_stride[0], x_stride[1], x_stride[2], x_stride[3]}, height, width, ph, pw,
                   g, {g_stride[0], g_stride[1], g_stride[2]}, out, n, hp, wp, cin, cout, positions, groups,
                   k_blocks, offsets, offsets + k_blocks, (cout / groups + ROWS - 1) / ROWS, 0};
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > n * groups * pb.row_blocks) threads = (int)(n * groups * pb.row_blocks);
+    long items = n * groups * pb.row_blocks;
+    if (threads > items) threads = (int)items;
     if (threads < 1) threads = 1;  /* an empty batch: nothing to do, but not an error */
-    worker_state states[MAX_THREADS];
-    int ready = 0;
-    for (; ready < threads; ready++) {
-        states[ready].pb = &pb;
-        states[ready].sample = aligned_alloc(64, sample_bytes);
-        if (states[ready].sample == NULL) break;
-        memset(states[ready].sample, 0, sample_bytes);
-    }
-    int status = ready < threads ? 1 : 0;
-    pthread_t helpers[MAX_THREADS];
-    int started = 0;
-    for (; started < ready - 1; started++) {
-        if (pthread_create(&helpers[started], NULL, worker, &states[started + 1]) != 0) {
-            status = 1;
-            break;
+    int asked = threads, working = 0;
+#pragma omp parallel num_threads(threads)
+    {
+        real *sample = aligned_alloc(64, sample_bytes);
+        if (sample != NULL) {
+            __atomic_fetch_add(&working, 1, __ATOMIC_RELAXED);
+            memset(sample, 0, sample_bytes);
+            work(&pb, sample);
+            free(sample);
         }
     }
-    if (ready > 0) worker(&states[0]);
-    else status = -1;
-    for (int t = 0; t < started; t++) pthread_join(helpers[t], NULL);
-    for (int t = 0; t < ready; t++) free(states[t].sample);
     free(offsets);
-    return status;
+    return working == 0 ? -1 : working < asked ? 1 : 0;
 }
 
 int NAME(pss_lanes)(void) { return LANES; }

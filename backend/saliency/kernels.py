@@ -102,7 +102,14 @@ def _build() -> Path:
     if compiler is None:
         raise OSError("no C compiler found")
     vec_bytes, simd_flags = _SIMD.get(torch.backends.cpu.get_cpu_capability(), (16, []))
-    flags = ["-O3", "-fPIC", "-pthread", "-ffp-contract=fast", f"-DVEC_BYTES={vec_bytes}", *simd_flags]
+    flags = ["-O3", "-fPIC", "-ffp-contract=fast", f"-DVEC_BYTES={vec_bytes}", *simd_flags]
+    try:
+        return _build_with(compiler, [*flags, "-fopenmp"])
+    except OSError:  # a compiler without OpenMP (Apple clang): the kernel still works, on one thread
+        return _build_with(compiler, flags)
+
+
+def _build_with(compiler: str, flags: list[str]) -> Path:
     source = _SOURCE.read_bytes()
     key = hashlib.sha256(source + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
     cache = _cache_dir()
@@ -117,7 +124,7 @@ def _build() -> Path:
             _compile([compiler, *flags, f"-DREAL_IS_DOUBLE={is_double}", "-c", str(_SOURCE), "-o", str(obj)])
             objects.append(str(obj))
         built = Path(scratch) / target.name
-        _compile([compiler, "-shared", "-pthread", *objects, "-o", str(built)])
+        _compile([compiler, "-shared", *flags, *objects, "-o", str(built)])
         os.replace(built, target)  # atomic: concurrent builders (test workers, torchrun ranks) never see half a file
     return target
 

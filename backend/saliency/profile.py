@@ -103,8 +103,7 @@ def _batch_profile(model: nn.Module, layout: FilterLayout, x: torch.Tensor, y: t
 
     ``slow_layers`` collects the names of layers that took the exact slow path."""
     with SaliencyRecorder(model, layout, differentiable=False) as recorder:
-        loss = F.cross_entropy(logits_of(recorder.forward(x)), y, reduction="sum")
-        torch.autograd.grad(loss, recorder.input)
+        recorder.backward(F.cross_entropy(logits_of(recorder.forward(x)), y, reduction="sum"))
         if slow_layers is not None:
             slow_layers.update(span.name for span in recorder.slow_spans)
         return recorder.profile(y)
@@ -149,6 +148,8 @@ class SaliencyRecorder(WeightOpHandler):
         self._full: dict[LayerSpan, torch.Tensor] = {}  # [B, filters, fan_in] gradients summed over uses
         self._other: set[LayerSpan] = set()
         self._flags: list[bool] = []
+        self._roots: list[torch.Tensor] = []  # outputs of recorded ops that no recorded op precedes
+        self._after_record: dict = {}  # autograd node -> whether a recorded op's output lies on its way back
         self.input: torch.Tensor | None = None
 
     def __enter__(self) -> "SaliencyRecorder":
@@ -169,6 +170,8 @@ class SaliencyRecorder(WeightOpHandler):
         self._records.clear()
         self._rows.clear()
         self._full.clear()
+        self._roots.clear()
+        self._after_record.clear()
 
     def forward(self, x: torch.Tensor):
         """The model's output on a leaf copy of ``x`` that requires grad: the backward target that reaches
@@ -177,10 +180,18 @@ class SaliencyRecorder(WeightOpHandler):
         with self._mode:
             return self.model(self.input)
 
+    def backward(self, loss: torch.Tensor) -> None:
+        """The backward pass that fires every recorded op's hook (not differentiable).
+
+        It stops at the outputs of the first recorded ops: everything behind them, the gradient of the input
+        included (for a one-channel stem the costliest conv backward of the model), is never computed.
+        A hook sees the full gradient of its output either way: all of the loss's paths to it are run."""
+        torch.autograd.grad(loss, self._roots or [self.input], allow_unused=True)
+
     # -- forward: which ops use which weights --------------------------------------------------------------
 
     def conv(self, x, call: ConvCall, use: WeightUse, out):
-        record = self._record(use, out)
+        record = self._record(x, use, out)
         if record is not None:
             out.register_hook(functools.partial(self._on_conv_grad, call, x, x._version, record))
         return out
@@ -191,7 +202,7 @@ class SaliencyRecorder(WeightOpHandler):
         if dim is None or x.dim() <= dim or x.shape[dim] % batch:
             self.other_use(use.params)
             return out
-        record = self._record(use, out)
+        record = self._record(x, use, out)
         if record is not None:
             out.register_hook(functools.partial(self._on_linear_grad, x, x._version, dim, record))
         return out
@@ -199,14 +210,36 @@ class SaliencyRecorder(WeightOpHandler):
     def other_use(self, params) -> None:
         self._other.update(self._span_of[id(p)] for p in params)
 
-    def _record(self, use: WeightUse, out: torch.Tensor) -> _Record | None:
+    def _record(self, x: torch.Tensor, use: WeightUse, out: torch.Tensor) -> _Record | None:
         if not out.requires_grad:
             return None
+        if not self._follows_record(x):
+            self._roots.append(out)
+        self._after_record[out.grad_fn] = True
         for span, rows in self._rows_of(use):
             self._ranges.setdefault(span, []).append(rows)
         record = _Record(use)
         self._records.append(record)
         return record
+
+    def _follows_record(self, x: torch.Tensor) -> bool:
+        """Whether ``x`` was computed from a recorded op's output: a walk back through its autograd graph that
+        visits each node once per forward pass (results are kept in ``_after_record``)."""
+        known = self._after_record
+        pending = [x.grad_fn]
+        while pending:
+            node = pending[-1]
+            if node is None or node in known:
+                pending.pop()
+                continue
+            inputs = [n for n, _ in node.next_functions if n is not None]
+            unknown = [n for n in inputs if n not in known]
+            if unknown:
+                pending.extend(unknown)
+                continue
+            pending.pop()
+            known[node] = any(known[n] for n in inputs)
+        return x.grad_fn is not None and known[x.grad_fn]
 
     def _rows_of(self, use: WeightUse) -> list[tuple[LayerSpan, tuple[int, int]]]:
         if use.direct:
@@ -348,7 +381,8 @@ def per_sample_weight_grads(conv: nn.Conv2d, x: torch.Tensor, grad: torch.Tensor
 
 
 def _depthwise_on_cpu(conv: nn.Conv2d, x: torch.Tensor) -> bool:
-    return not x.is_cuda and x.shape[1] == conv.groups
+    # a one-channel stem (groups == 1) is faster through the grouped weight-gradient path (docs/benchmarks.md)
+    return not x.is_cuda and x.shape[1] == conv.groups > 1
 
 
 def _depthwise_weight_grads(

@@ -134,6 +134,23 @@ def test_fresh_build_into_empty_cache(monkeypatch, tmp_path):
 
 
 @needs_kernel
+def test_compiler_without_openmp_still_builds_the_kernel(monkeypatch, tmp_path):
+    compiler = tmp_path / "cc-without-openmp"
+    compiler.write_text('#!/bin/sh\nfor a in "$@"; do [ "$a" = -fopenmp ] && { echo "no -fopenmp" >&2; exit 1; }; done\n'
+                        f'exec {shutil.which("gcc") or shutil.which("cc")} "$@"\n')
+    compiler.chmod(0o755)
+    conv = nn.Conv2d(32, 24, 3, padding=1, bias=False)
+    x, grad = torch.randn(7, 32, 5, 5), torch.randn(7, 24, 5, 5)
+    with_openmp = per_sample_abs_mean(conv, x, grad)
+    monkeypatch.setenv("PSS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("CC", str(compiler))
+    library = kernels._library.__wrapped__()
+    assert library is not None
+    monkeypatch.setattr(kernels, "_library", lambda: library)
+    assert torch.equal(per_sample_abs_mean(conv, x, grad), with_openmp)  # one thread, the same numbers
+
+
+@needs_kernel
 def test_kernel_reads_channels_last_tensors_in_place(monkeypatch):
     conv = nn.Conv2d(32, 16, 3, stride=2, padding=1, bias=False).double()
     x = torch.randn(3, 32, 9, 8, dtype=torch.float64).contiguous(memory_format=torch.channels_last)

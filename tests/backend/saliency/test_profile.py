@@ -224,3 +224,45 @@ def test_out_of_memory_splits_the_micro_batch(monkeypatch):
     got = filter_saliency(model, images, labels, batch_size=7)
     assert sizes[:3] == [7, 3, 1] and max(sizes[3:]) == 1
     torch.testing.assert_close(got, expected, rtol=1e-12, atol=0)
+
+
+class _NoBackward(torch.autograd.Function):
+    """Identity whose backward fails: placed before the first convs, it shows whether the engine's backward
+    went past them (it need not: nothing recorded lies behind them)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise AssertionError("the gradient behind the first convs was computed")
+
+
+class TwoStemNet(nn.Module):
+    """A learnable scale (not a filter) before two one-channel stems whose outputs meet later."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(1.5))
+        self.left = nn.Conv2d(1, 4, 3, padding=1, bias=False)
+        self.right = nn.Conv2d(1, 4, 5, padding=2, bias=False)
+        self.mix = nn.Conv2d(4, 6, 3, stride=2, bias=False)
+        self.head = nn.Linear(6, 3)
+        self.guarded = True
+
+    def forward(self, x):
+        x = x * self.scale
+        x = _NoBackward.apply(x) if self.guarded else x
+        x = torch.relu(self.left(x)) * torch.sigmoid(self.right(x))
+        return self.head(torch.relu(self.mix(x)).mean(dim=(2, 3)))
+
+
+def test_backward_stops_at_the_first_convs_and_stays_exact():
+    torch.manual_seed(0)
+    model = TwoStemNet().double()
+    images = torch.randn(4, 1, 9, 9, dtype=torch.float64)
+    labels = torch.randint(0, 3, (4,))
+    engine = filter_saliency(model, images, labels)
+    model.guarded = False  # the reference loop differentiates all the way back
+    assert_float64_match(engine, reference_filter_saliency(model, images, labels))

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -98,30 +99,41 @@ def _library() -> ctypes.CDLL | None:
 
 
 def _build() -> Path:
+    compiler = c_compiler()
+    vec_bytes, simd_flags = _SIMD.get(torch.backends.cpu.get_cpu_capability(), (16, []))
+    flags = ["-O3", "-fPIC", "-ffp-contract=fast", f"-DVEC_BYTES={vec_bytes}", *simd_flags]
+    variants = [["-DREAL_IS_DOUBLE=0"], ["-DREAL_IS_DOUBLE=1"]]  # one object per REAL (float, double)
+    try:
+        return build_library(_SOURCE, "abs_grad", compiler, [*flags, "-fopenmp"], variants)
+    except OSError:  # a compiler without OpenMP (Apple clang): the kernel still works, on one thread
+        return build_library(_SOURCE, "abs_grad", compiler, flags, variants)
+
+
+def c_compiler() -> str:
+    """``$CC``, else gcc, else cc; OSError when there is none."""
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
         raise OSError("no C compiler found")
-    vec_bytes, simd_flags = _SIMD.get(torch.backends.cpu.get_cpu_capability(), (16, []))
-    flags = ["-O3", "-fPIC", "-ffp-contract=fast", f"-DVEC_BYTES={vec_bytes}", *simd_flags]
-    try:
-        return _build_with(compiler, [*flags, "-fopenmp"])
-    except OSError:  # a compiler without OpenMP (Apple clang): the kernel still works, on one thread
-        return _build_with(compiler, flags)
+    return compiler
 
 
-def _build_with(compiler: str, flags: list[str]) -> Path:
-    source = _SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
+def build_library(source: Path, name: str, compiler: str, flags: list[str],
+                  variants: Sequence[Sequence[str]] = ((),)) -> Path:
+    """The shared library of ``source``, compiled once per variant's extra flags and linked, cached in
+    ``$PSS_CACHE_DIR/kernels`` under a key of the source, compiler, flags and variants (so an edit or another
+    CPU level builds anew). OSError with the compiler's message when a step fails."""
+    recipe = " ".join([compiler, *flags, *(";".join(v) for v in variants)])
+    key = hashlib.sha256(source.read_bytes() + recipe.encode()).hexdigest()[:16]
     cache = _cache_dir()
-    target = cache / f"abs_grad-{key}.so"
+    target = cache / f"{name}-{key}.so"
     if target.exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
         objects = []
-        for suffix, is_double in (("f32", 0), ("f64", 1)):
-            obj = Path(scratch) / f"{suffix}.o"
-            _compile([compiler, *flags, f"-DREAL_IS_DOUBLE={is_double}", "-c", str(_SOURCE), "-o", str(obj)])
+        for number, extra in enumerate(variants):
+            obj = Path(scratch) / f"{number}.o"
+            _compile([compiler, *flags, *extra, "-c", str(source), "-o", str(obj)])
             objects.append(str(obj))
         built = Path(scratch) / target.name
         _compile([compiler, "-shared", *flags, *objects, "-o", str(built)])

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import ctypes
 import functools
-import hashlib
 import logging
 import os
-import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from backend.saliency.kernels import build_library, c_compiler
 
 _SOURCE = Path(__file__).with_name("nibble_dots.c")
 # SIMD levels, best first: name, the /proc/cpuinfo flags it needs, compiler flags
@@ -90,21 +89,4 @@ def _simd() -> tuple[str, list[str]]:
 
 
 def _build() -> Path:
-    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        raise OSError("no C compiler found")
-    flags = ["-O3", "-fPIC", "-shared", "-pthread", *_simd()[1]]
-    key = hashlib.sha256(_SOURCE.read_bytes() + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
-    cache = Path(os.environ.get("PSS_CACHE_DIR", Path.home() / ".cache" / "pss")) / "kernels"
-    target = cache / f"nibble_dots-{key}.so"
-    if target.exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=cache) as scratch:
-        built = Path(scratch) / target.name
-        result = subprocess.run([compiler, *flags, str(_SOURCE), "-o", str(built)], capture_output=True, text=True,
-                                timeout=120)
-        if result.returncode != 0:
-            raise OSError(f"{Path(compiler).name} failed: {result.stderr.strip()[:500]}")
-        os.replace(built, target)  # atomic: concurrent builders never see half a file
-    return target
+    return build_library(_SOURCE, "nibble_dots", c_compiler(), ["-O3", "-fPIC", "-pthread", *_simd()[1]])

@@ -22,7 +22,6 @@ SPACES = ("saliency", "feature")
 MAX_BINS = 200  # histogram bins of a filter's distribution
 MAP_FORMATS = ("points", "columns")
 MAX_SELECTION = 5000  # sample ids per selection request: 5,000 rows of ImageNet profiles are ~0.5 GB to read
-SELECTION_BLOCK = 256  # rows read at a time
 
 
 class AnalysisService:
@@ -101,12 +100,11 @@ class AnalysisService:
         if match.size == 0:
             raise NotFound(f"no sample of class {true_class} is predicted as {pred_class}")
         mean_z = a.pair_means[match[0]].astype(np.float64)
-        best = np.lexsort((np.arange(mean_z.size), -mean_z))[:top]
         members = (self.artifacts.labels == true_class) & (self.artifacts.preds == pred_class)
         answer = {
             "count": int(a.pair_counts[match[0]]),
             "sample_ids": np.flatnonzero(members).tolist(),
-            "top_filters": [{**self._describe(int(f)), "mean_z": float(mean_z[f])} for f in best],
+            "top_filters": self._ranked_filters(mean_z, top),
             "profile": None,
             "class_profile": None,
         }
@@ -160,13 +158,7 @@ class AnalysisService:
         if bad is not None:
             raise NotFound(f"no sample {bad}: samples are 0..{n - 1}")
         ids = np.unique(np.asarray(sample_ids, dtype=np.int64))
-        total = np.zeros(self.num_filters, dtype=np.float64)
-        for start in range(0, ids.size, SELECTION_BLOCK):
-            total += np.asarray(self.artifacts.profiles_std[ids[start:start + SELECTION_BLOCK]]).sum(axis=0, dtype=np.float64)
-        mean_z = total / ids.size
-        best = np.lexsort((np.arange(mean_z.size), -mean_z))[:top]
-        return {"count": int(ids.size),
-                "top_filters": [{**self._describe(int(f)), "mean_z": float(mean_z[f])} for f in best]}
+        return {"count": int(ids.size), "top_filters": self._ranked_filters(self.artifacts.mean_profile(ids), top)}
 
     def failure_modes(self) -> list[dict]:
         return [{**mode, "top_filters": [{**self._describe(f["filter"]), "mean_z": f["mean_z"]} for f in mode["top_filters"]]}
@@ -196,6 +188,11 @@ class AnalysisService:
                 pcsv.write_csv(artifacts_table(self.artifacts, analysis=self.analysis), buffer)
                 self._export_csv = buffer.getvalue()
         return self._export_csv
+
+    def _ranked_filters(self, mean_z: np.ndarray, top: int) -> list[dict]:
+        """The ``top`` filters of largest ``mean_z``, best first (ties: smaller filter)."""
+        best = np.lexsort((np.arange(mean_z.size), -mean_z))[:top]
+        return [{**self._describe(int(f)), "mean_z": float(mean_z[f])} for f in best]
 
     def _describe(self, index: int) -> dict:
         layer, channel = self.layout.locate(index)

@@ -63,10 +63,9 @@ def members(service: Service, analysis: AnalysisService, body) -> np.ndarray:
     return ids
 
 
-def shared_filters(service: Service, ids: np.ndarray, top_k: int, mode: str, seed: int) -> tuple[list[int], list[int]]:
-    """(chosen, salient): filters by the group's mean standardized saliency (random: seeded)."""
+def shared_filters(service: Service, mean: np.ndarray, top_k: int, mode: str, seed: int) -> tuple[list[int], list[int]]:
+    """(chosen, salient): filters by the group's mean standardized saliency ``mean`` (random: seeded)."""
     service._check_range("top_k", top_k, 1, service.num_filters)
-    mean = np.asarray(service.artifacts.profiles_std[ids], dtype=np.float64).mean(axis=0)
     salient = sorted(int(f) for f in np.argsort(-mean, kind="stable")[:top_k])
     if mode == "salient":
         return salient, salient
@@ -93,8 +92,9 @@ def make_patch(service: Service, intervention: str, ids: np.ndarray, chosen: lis
 
 async def intervene(service: Service, analysis: AnalysisService, intervention: str, body) -> dict:
     ids = members(service, analysis, body)
-    chosen, salient = shared_filters(service, ids, body.top_k, body.mode, body.seed)
-    neighbor_ids = await run_in_threadpool(_neighbors, service, ids, body.neighbors)
+    mean = await run_in_threadpool(service.artifacts.mean_profile, ids)
+    chosen, salient = shared_filters(service, mean, body.top_k, body.mode, body.seed)
+    neighbor_ids = await run_in_threadpool(_neighbors, service, ids, mean, body.neighbors)
     patch = await service.worker.run(make_patch, service, intervention, ids, chosen, salient, body.step)
     after = []
     for start in range(0, len(ids) + len(neighbor_ids), CHUNK):  # small worker jobs: others interleave
@@ -130,7 +130,8 @@ async def export(service: Service, analysis: AnalysisService, body) -> bytes:
     from safetensors.torch import save
 
     ids = members(service, analysis, body)
-    chosen, salient = shared_filters(service, ids, body.top_k, body.mode, body.seed)
+    mean = await run_in_threadpool(service.artifacts.mean_profile, ids)
+    chosen, salient = shared_filters(service, mean, body.top_k, body.mode, body.seed)
     state = await service.worker.run(_export_job, service, body.intervention, ids, chosen, salient, body.step)
     return await run_in_threadpool(save, state)
 
@@ -145,13 +146,12 @@ def _export_job(service: Service, intervention: str, ids, chosen, salient, step:
     return {k: v.detach().cpu().contiguous() for k, v in state.items()}
 
 
-def _neighbors(service: Service, ids: np.ndarray, k: int) -> np.ndarray:
+def _neighbors(service: Service, ids: np.ndarray, mean: np.ndarray, k: int) -> np.ndarray:
     """The ``k`` mistakes nearest to the group's mean profile in saliency space, group members left out."""
     if k == 0:
         return np.zeros(0, dtype=np.int64)
-    mean = np.asarray(service.artifacts.profiles_std[ids], dtype=np.float32).mean(axis=0)
     available = int((~service.artifacts.correct).sum())
-    hits = service.artifacts.neighbors(mean, k=min(available, k + len(ids)), misclassified_only=True)
+    hits = service.artifacts.neighbors(mean.astype(np.float32), k=min(available, k + len(ids)), misclassified_only=True)
     members_ = set(ids.tolist())
     return np.array([h["id"] for h in hits if h["id"] not in members_][:k], dtype=np.int64)
 

@@ -32,6 +32,7 @@ PROFILE_NORMS = "profile_norms.npy"  # [N, layers + 1] float64 prefix sums of sq
 INDEX = "index.faiss"
 DATA_FILES = (PREDICTIONS, STATS, PROFILES_RAW, PROFILES_STD, FEATURES, PROFILE_NORMS, INDEX)
 SPACES = ("saliency", "feature")
+MEAN_BLOCK_ROWS = 256  # rows of profiles_std summed at a time by mean_profile
 
 
 def describe_file(path: Path) -> dict:
@@ -279,6 +280,15 @@ class Artifacts:
             start, stop = layers if layers is not None else (0, len(self.layout))
             ids, scores, _, _ = self.exact.search(vector, int(k), (start, stop), allowed)
         return [{"id": int(i), "score": float(s)} for i, s in zip(ids, scores)]
+
+    def mean_profile(self, ids: np.ndarray) -> np.ndarray:
+        """Float64 mean of the standardized profiles of the samples ``ids`` (the filters a group shares),
+        read a block of rows at a time so that a large group never holds all its rows at once."""
+        ids = np.asarray(ids, dtype=np.int64)
+        total = np.zeros(self.layout.num_filters, dtype=np.float64)
+        for start in range(0, ids.size, MEAN_BLOCK_ROWS):
+            total += np.asarray(self.profiles_std[ids[start : start + MEAN_BLOCK_ROWS]]).sum(axis=0, dtype=np.float64)
+        return total / ids.size
 
     def _query_vector(self, query, matrix: np.ndarray, space: str) -> tuple[int | None, np.ndarray]:
         if isinstance(query, (int, np.integer)) and not isinstance(query, bool):

@@ -84,6 +84,13 @@ def test_layer_range_neighbours_equal_brute_force(artifacts, layers):
         np.testing.assert_allclose([h["score"] for h in hits], scores, atol=1e-5)
 
 
+def test_mean_profile_is_the_mean_of_the_rows_across_read_blocks(artifacts, monkeypatch):
+    monkeypatch.setattr("backend.store.artifacts.MEAN_BLOCK_ROWS", 7)  # 50 ids: several blocks and a partial one
+    ids = np.random.default_rng(0).choice(artifacts.num_samples, 50, replace=False)
+    expected = np.asarray(artifacts.profiles_std[np.sort(ids)], dtype=np.float64).mean(axis=0)
+    np.testing.assert_allclose(artifacts.mean_profile(ids), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_layer_range_differs_from_full_profile(artifacts):
     """Guards the tests above against a range silently ignored."""
     assert [h["id"] for h in artifacts.neighbors(5, k=10)] != [h["id"] for h in artifacts.neighbors(5, k=10, layers=(0, 1))]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import quote
 
 from dash import ctx, dcc, html
+from flask import Response, abort
 
 from app.client import BackendError, Subject
 
@@ -59,6 +60,16 @@ def card(title, *children, className: str = "", id: str | None = None, extra=Non
 def media_url(subject: Subject) -> str:
     """Where the browser loads a sample's image: the UI server proxies it from the backend."""
     return f"/media/{subject.kind}/{quote(str(subject.id), safe='')}/image.png"
+
+
+def proxied_png(fetch: Callable[[], bytes]) -> Response:
+    """A backend PNG as this server's answer (the ``/media/...`` routes): the backend's 404/422 passed on,
+    any other failure a 502; the browser may cache it for an hour."""
+    try:
+        png = fetch()
+    except BackendError as exc:
+        abort(exc.status if exc.status in (404, 422) else 502)
+    return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 def sample_href(subject: Subject) -> str:

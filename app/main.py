@@ -10,10 +10,10 @@ from pathlib import Path
 
 import dash
 from dash import Input, Output, State, dcc, html, no_update
-from flask import Response, abort
+from flask import abort
 
 from app.client import BackendClient, BackendError, Subject
-from app.components import ITEM_ID
+from app.components import ITEM_ID, proxied_png
 from app.pages import attach_client, confusion, experiments, gallery, not_found_404, overview, sample, upload
 from app.pages import filter as filter_page
 from app.pages import map as mistake_map
@@ -117,10 +117,6 @@ def create_dash_app(backend_url: str, client: BackendClient | None = None) -> da
     def _media(kind: str, item_id: str):
         if kind not in ("samples", "uploads") or not ITEM_ID.match(item_id):
             abort(404)
-        try:
-            png = client.image_png(Subject(kind, item_id))
-        except BackendError as exc:
-            abort(exc.status if exc.status in (404, 422) else 502)
-        return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return proxied_png(lambda: client.image_png(Subject(kind, item_id)))
 
     return app

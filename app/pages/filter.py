@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import dash
 from dash import Input, Output, dcc, html
-from flask import Response, abort, request
+from flask import abort, request
 
 from app import filter_figures
 from app.client import BackendClient, BackendError, Subject
-from app.components import ITEM_ID, alert, card, class_name, error_alert, thumbnail
+from app.components import ITEM_ID, alert, card, class_name, error_alert, proxied_png, thumbnail
 from app.figures import filter_name, parse_layers, short_layer
 from app.pages import page
 from app.url_state import Field, QueryState, flag
@@ -215,8 +215,4 @@ def register(app, client: BackendClient) -> None:
         chosen = request.args.get("filter", "")
         if not ITEM_ID.match(item_id) or not ITEM_ID.match(chosen):
             abort(404)
-        try:
-            png = client.filter_map_png(Subject("samples", item_id), [int(chosen)])
-        except BackendError as exc:
-            abort(exc.status if exc.status in (404, 422) else 502)
-        return Response(png, mimetype="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return proxied_png(lambda: client.filter_map_png(Subject("samples", item_id), [int(chosen)]))

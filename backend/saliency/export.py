@@ -13,7 +13,7 @@ from .hooks import HookSet
 from .intercept import WeightOpHandler, WeightOpMode
 from .layout import FilterLayout
 from .profile import eval_mode
-from .weight_deltas import evaluate_parametrization, originals_of
+from .weight_deltas import evaluate_parametrization, originals_of, parametrizations
 
 
 def pruned_state_dict(model: nn.Module, filter_ids: Iterable[int], example: torch.Tensor,
@@ -85,14 +85,8 @@ def _batchnorms_after(model: nn.Module, off: dict[str, list[int]], example: torc
 
 def _parametrized_weights(model: nn.Module) -> dict[str, tuple[str, str, parametrize.ParametrizationList]]:
     """State-dict name of each parametrization original -> (module prefix, tensor name, its parametrization)."""
-    found = {}
-    for module_name, module in model.named_modules():
-        if parametrize.is_parametrized(module):
-            prefix = f"{module_name}." if module_name else ""
-            for tensor_name, plist in module.parametrizations.items():
-                for original_name, _ in originals_of(plist):
-                    found[f"{prefix}parametrizations.{tensor_name}.{original_name}"] = (prefix, tensor_name, plist)
-    return found
+    return {f"{prefix}parametrizations.{tensor_name}.{original_name}": (prefix, tensor_name, plist)
+            for prefix, tensor_name, plist in parametrizations(model) for original_name, _ in originals_of(plist)}
 
 
 def _zero_parametrized_rows(state: dict[str, torch.Tensor], prefix: str, tensor_name: str,

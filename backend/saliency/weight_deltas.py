@@ -9,6 +9,8 @@ weights behind a ``torch.nn.utils.parametrize`` parametrization.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -126,12 +128,17 @@ class row_weight_deltas(WeightOpHandler):
 
 def _parametrizations_by_original(model: nn.Module) -> dict[int, parametrize.ParametrizationList]:
     """id(original parameter) -> the parametrization list it feeds."""
-    found = {}
-    for module in model.modules():
+    return {id(p): plist for _, _, plist in parametrizations(model) for _, p in originals_of(plist)}
+
+
+def parametrizations(model: nn.Module) -> Iterator[tuple[str, str, parametrize.ParametrizationList]]:
+    """``(module prefix, tensor name, parametrization)`` of every parametrized tensor of ``model``; the prefix
+    is the module's state-dict prefix ("" or "name.")."""
+    for module_name, module in model.named_modules():
         if parametrize.is_parametrized(module):
-            for plist in module.parametrizations.values():
-                found.update((id(p), plist) for p in plist.parameters(recurse=False))
-    return found
+            prefix = f"{module_name}." if module_name else ""
+            for tensor_name, plist in module.parametrizations.items():
+                yield prefix, tensor_name, plist
 
 
 def originals_of(plist: parametrize.ParametrizationList) -> list[tuple[str, torch.Tensor]]:

@@ -8,8 +8,8 @@ from dash import Input, Output, State, dcc, html
 
 from app import figures
 from app.client import BackendClient, BackendError, Subject
-from app.components import card, class_name, error_alert, media_url, verdict_class
-from app.pages.sample.pruning import _flip_label
+from app.components import card, class_name, error_alert
+from app.pages.sample.pruning import _flip_label, neighbour_rows
 from app.pages.sample.view import FIX_STEPS, FIX_TOP_KS, View, sid, subject_of
 
 TOP_K = sid("fix-k")
@@ -64,19 +64,7 @@ def result(client: BackendClient, subject: Subject, top_k: int, mode: str, step:
     ], className="prune-summary", id=sid("fix-summary"))
     probs = figures.probability_figure(names, answer["before"]["probs"], answer["after"]["probs"], label,
                                        change="the step")
-    rows, fixed = [], 0
-    for nb in answer["neighbors"]:
-        nb_b, nb_a = int(nb["before"]["pred"]), int(nb["after"]["pred"])
-        text, cls = _flip_label(nb["label"], nb_b, nb_a)
-        fixed += cls == "flip-fixed"
-        rows.append(html.Tr([
-            html.Td(dcc.Link(html.Img(src=media_url(Subject("samples", str(nb["id"]))), className="mini-img",
-                                      alt=f"sample {nb['id']}"), href=f"/sample/{nb['id']}")),
-            html.Td(class_name(names, nb["label"])),
-            html.Td(class_name(names, nb_b), className=f"pred-{verdict_class(nb['label'], nb_b)}"),
-            html.Td(class_name(names, nb_a), className=f"pred-{verdict_class(nb['label'], nb_a)}"),
-            html.Td(html.Span(text, className=f"flip {cls}")),
-        ], className=cls))
+    rows, fixed = neighbour_rows(names, answer["neighbors"])
     if not rows:
         return [summary, dcc.Graph(figure=probs, config={"displayModeBar": False})]
     table = html.Table([html.Thead(html.Tr([html.Th(""), html.Th("true"), html.Th("before"), html.Th("after"),

@@ -151,6 +151,25 @@ def _flip_label(label, before: int, after: int) -> tuple[str, str]:
     return "changed", "flip-changed"
 
 
+def neighbour_rows(names, neighbours: list[dict]) -> tuple[list[html.Tr], int]:
+    """A table row per neighbour (thumbnail, true class, prediction before and after, what changed), and how
+    many of them the change fixed."""
+    rows, fixed = [], 0
+    for nb in neighbours:
+        nb_b, nb_a = int(nb["before"]["pred"]), int(nb["after"]["pred"])
+        text, cls = _flip_label(nb.get("label"), nb_b, nb_a)
+        fixed += cls == "flip-fixed"
+        rows.append(html.Tr([
+            html.Td(dcc.Link(html.Img(src=media_url(Subject("samples", str(nb["id"]))), className="mini-img",
+                                      alt=f"sample {nb['id']}"), href=f"/sample/{nb['id']}")),
+            html.Td(class_name(names, nb.get("label"))),
+            html.Td(class_name(names, nb_b), className=f"pred-{verdict_class(nb.get('label'), nb_b)}"),
+            html.Td(class_name(names, nb_a), className=f"pred-{verdict_class(nb.get('label'), nb_a)}"),
+            html.Td(html.Span(text, className=f"flip {cls}")),
+        ], className=cls))
+    return rows, fixed
+
+
 def prediction_panel(client: BackendClient, subject: Subject, checked, prune_top_k: int, mode: str, seed: int = 0,
                      layers=()):
     """-> (the backend's answer or None, the panel): the sample's prediction, and after pruning the new one,
@@ -190,20 +209,7 @@ def prediction_panel(client: BackendClient, subject: Subject, checked, prune_top
     which = html.Div(["switched off: ", ", ".join(filter_name(layers, f) for f in off)], className="hint",
                       id=sid("pruned-list"))
     fig = figures.probability_figure(names, result["before"]["probs"], result["after"]["probs"], label)
-    rows = []
-    fixed = 0
-    for nb in result.get("neighbors", []):
-        nb_b, nb_a = int(nb["before"]["pred"]), int(nb["after"]["pred"])
-        text, cls = _flip_label(nb.get("label"), nb_b, nb_a)
-        fixed += cls == "flip-fixed"
-        rows.append(html.Tr([
-            html.Td(dcc.Link(html.Img(src=media_url(Subject("samples", str(nb["id"]))), className="mini-img",
-                                      alt=f"sample {nb['id']}"), href=f"/sample/{nb['id']}")),
-            html.Td(class_name(names, nb.get("label"))),
-            html.Td(class_name(names, nb_b), className=f"pred-{verdict_class(nb.get('label'), nb_b)}"),
-            html.Td(class_name(names, nb_a), className=f"pred-{verdict_class(nb.get('label'), nb_a)}"),
-            html.Td(html.Span(text, className=f"flip {cls}")),
-        ], className=cls))
+    rows, fixed = neighbour_rows(names, result.get("neighbors", []))
     table = html.Table([html.Thead(html.Tr([html.Th("sample"), html.Th("true"), html.Th("before"), html.Th("after"),
                                             html.Th("change")])), html.Tbody(rows)], className="flip-table") \
         if rows else None
